@@ -1,0 +1,43 @@
+# One venv, one set of commands. `make train` and `make test` install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU install path pins torch (a CPU wheel, seconds to install); GPU users bring their own CUDA torch.
+TORCH_CPU ?= torch==2.13.0
+PIP_INSTALL := $(PY) -m pip install --quiet $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+
+.PHONY: install test test-fast lint format train bench bench-quick clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) "$(TORCH_CPU)"
+	$(PIP_INSTALL) -e ".[dev]"
+	touch $@
+
+test: install lint
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+train: install
+	$(VENV)/bin/harmonic-forecast train --config configs/quickstart.toml
+
+bench: install
+	$(PY) benchmarks/generator.py
+
+bench-quick: install
+	$(PY) benchmarks/generator.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""Configuration errors and the small checks every config dataclass uses.
+
+Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
+can print it and exit with status 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input (config, checkpoint, data); its message is one line naming the field."""
+
+
+def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field}: expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{field}: must be <= {maximum}, got {value}")
+    return value
+
+
+def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Return ``value`` as a finite float within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{field}: expected a number, got {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{field}: must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{field}: must be <= {maximum}, got {value}")
+    return value
+
+
+def require_bool(field: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field}: expected true or false, got {value!r}")
+    return value
+
+
+def require_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def require_pair(field: str, value: Any, *, integer: bool) -> tuple[Any, Any]:
+    """Return ``value`` as a 2-tuple of numbers (ints when ``integer``)."""
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ConfigError(f"{field}: expected a pair [low, high], got {value!r}")
+    check = require_int if integer else require_float
+    return check(f"{field}[0]", value[0]), check(f"{field}[1]", value[1])
