@@ -45,11 +45,30 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"wrote {len(signals)} signals of {spec.length} samples (lookback {spec.lookback}) to {output}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    """Train the config's curriculum; the model and metrics go to ``--output-dir``."""
+    from harmonic_forecast.run_config import load_run_config
+    from harmonic_forecast.train import train
+
+    config = load_run_config(args.config, args.set)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"--max-steps: must be >= 1, got {args.max_steps}")
+    output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
+    train(config, output_dir, max_steps=args.max_steps)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="harmonic-forecast", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a forecaster through a curriculum config")
+    train.add_argument("--config", required=True, help="TOML run config, e.g. configs/quickstart.toml")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
+    train.add_argument("--output-dir", default=None, help="default: runs/<config name>")
+    train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    train.set_defaults(run=_train)
 
     sample = commands.add_parser("sample", help="write signals of the stream to a .npy or .csv file")
     sample.add_argument("--count", type=int, default=16)

@@ -6,6 +6,8 @@ can print it and exit with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 
@@ -58,3 +60,42 @@ def require_pair(field: str, value: Any, *, integer: bool) -> tuple[Any, Any]:
         raise ConfigError(f"{field}: expected a pair [low, high], got {value!r}")
     check = require_int if integer else require_float
     return check(f"{field}[0]", value[0]), check(f"{field}[1]", value[1])
+
+
+def reject_unknown(section: str, values: dict[str, Any], known: set[str]) -> None:
+    """Raise for the first key of ``values`` that is not in ``known``."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+
+
+def require_table(field: str, value: Any) -> dict[str, Any]:
+    """Return ``value`` if it is a TOML table (dict)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{field}: expected a table, got {value!r}")
+    return value
+
+
+def load_toml(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read a TOML file and apply ``key.sub=value`` overrides (values in TOML syntax, bare words as strings)."""
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--set {override}: expected key=value")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        *parents, leaf = key.strip().split(".")
+        table = values
+        for parent in parents:
+            table = require_table(f"--set {key}", table.setdefault(parent, {}))
+        table[leaf] = value
+    return values

@@ -24,6 +24,7 @@ import torch
 
 from harmonic_forecast.config import (
     ConfigError,
+    reject_unknown,
     require_bool,
     require_choice,
     require_float,
@@ -110,10 +111,7 @@ class SignalSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SignalSpec:
         """Build from a config table; unknown keys are an error."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"signal.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        reject_unknown("signal", values, {field.name for field in dataclasses.fields(cls)})
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

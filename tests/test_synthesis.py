@@ -19,6 +19,7 @@ from harmonic_forecast.signals import (
     sample_harmonics,
     synthesize,
 )
+from tests.device_recorder import DeviceRecorder
 
 
 def _counters(count: int, first: int = 0) -> torch.Tensor:
@@ -111,22 +112,6 @@ def test_period_two_is_allowed_and_finite() -> None:
     assert torch.isfinite(signal).all()
 
 
-class _DeviceRecorder(torch.overrides.TorchFunctionMode):
-    """Records the devices of every tensor that goes into or comes out of a torch call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.devices: set[str] = set()
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        for value in [*args, *(kwargs or {}).values(), result]:
-            for item in value if isinstance(value, tuple | list) else [value]:
-                if isinstance(item, torch.Tensor) and item.dim() > 0:
-                    self.devices.add(item.device.type)
-        return result
-
-
 @pytest.mark.parametrize(
     "spec",
     [
@@ -141,7 +126,7 @@ def test_synthesis_touches_only_the_target_device(spec: SignalSpec) -> None:
     """On a non-CPU device (meta here), no batch touches a CPU tensor once the period table is cached."""
     stream = HarmonicStream(spec, batch_size=256, device="meta", return_components=True)
     stream.batch(1)
-    with _DeviceRecorder() as recorder:
+    with DeviceRecorder() as recorder:
         lookback, target, count = stream.batch(2)
     assert recorder.devices == {"meta"}
     assert lookback.shape == (256, 100) and target.shape == (256, 10) and count.shape == (256,)

@@ -1,0 +1,84 @@
+"""The seed GRU forecaster: shapes, feedback, config + safetensors round trip, device hygiene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harmonic_forecast import ConfigError
+from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
+from harmonic_forecast.model import ModelConfig, SeedGRUForecaster
+from tests.device_recorder import DeviceRecorder
+
+
+def test_seed_shapes_and_parameter_count() -> None:
+    model = SeedGRUForecaster(ModelConfig())
+    assert model.encoder[0].in_features == 202 and model.encoder[-1].out_features == 140
+    assert model(torch.randn(5, 100)).shape == (5, 10)
+    gru = 3 * (140 * 1 + 140 * 140 + 2 * 140)
+    encoder = (202 * 100 + 100) + (100 * 202 + 202) + (202 * 140 + 140)
+    head = (140 * 70 + 70) + (70 * 35 + 35) + (35 + 1)
+    assert sum(p.numel() for p in model.parameters()) == gru + encoder + head
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_feedback_gradient_follows_the_option(detach: bool) -> None:
+    """Step 1 depends on step 0's prediction through the fed-back value only when it is not detached."""
+    torch.manual_seed(0)
+    model = SeedGRUForecaster(ModelConfig(horizon=3, detach_feedback=detach))
+    head_outputs: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda module, args, output: head_outputs.append(output))
+    forecast = model(torch.randn(4, 100))
+    (gradient,) = torch.autograd.grad(forecast[:, 1].sum(), head_outputs[0])
+    assert (float(gradient.abs().sum()) == 0.0) == detach
+
+
+def test_save_and_load_without_training_code(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = SeedGRUForecaster(ModelConfig(hidden=32, encoder_width=16))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "seed_gru"
+    loaded = SeedGRUForecaster.from_pretrained(tmp_path)
+    lookback = torch.randn(3, 100)
+    assert torch.equal(loaded(lookback), model(lookback))
+
+
+@pytest.mark.parametrize("damage", ["missing", "bad_json", "wrong_type", "truncated_weights", "wrong_shape"])
+def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str) -> None:
+    SeedGRUForecaster(ModelConfig(hidden=32)).save_pretrained(tmp_path)
+    config, weights = tmp_path / "config.json", tmp_path / "model.safetensors"
+    if damage == "missing":
+        weights.unlink()
+    elif damage == "bad_json":
+        config.write_text("{not json")
+    elif damage == "wrong_type":
+        config.write_text(json.dumps({"model_type": "other"}))
+    elif damage == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        config.write_text(json.dumps({"model_type": "seed_gru", **{"hidden": 64}}))
+    with pytest.raises(ConfigError) as error:
+        SeedGRUForecaster.from_pretrained(tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_forward_touches_only_the_model_device() -> None:
+    model = SeedGRUForecaster(ModelConfig()).to("meta")
+    with DeviceRecorder() as recorder:
+        forecast = model(torch.empty(8, 100, device="meta"))
+    assert recorder.devices == {"meta"} and forecast.shape == (8, 10)
+
+
+def test_losses() -> None:
+    weights = horizon_weights(4)
+    torch.testing.assert_close(weights, torch.tensor([12, 6, 4, 3]) / 25.0)
+    target = torch.zeros(2, 4)
+    constant = torch.full((2, 4), 0.5)
+    torch.testing.assert_close(weighted_mse(constant, target), torch.tensor(0.25))
+    late = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    early = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    assert weighted_mse(early, target[:1]) > weighted_mse(late, target[:1])
+    assert mse(early, target[:1]) == mse(late, target[:1])

@@ -1,0 +1,108 @@
+"""The train command end to end on a tiny config, and its one-line errors for bad configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harmonic_forecast import ConfigError
+from harmonic_forecast.cli import main
+from harmonic_forecast.model import SeedGRUForecaster
+from harmonic_forecast.run_config import load_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """
+[train]
+batch_size = 64
+lr = 3e-3
+warmup_steps = 5
+log_every = 10
+[eval]
+every = 20
+batches = 1
+batch_size = 256
+[signal]
+lookback = 100
+horizon = 10
+[model]
+hidden = 32
+encoder_width = 32
+[[stages]]
+components = [3, 5]
+steps = 30
+[[stages]]
+components = [3, 8]
+steps = 30
+noise = 0.05
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harmonic_forecast", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_quickstart_config_is_valid() -> None:
+    config = load_run_config(ROOT / "configs" / "quickstart.toml")
+    assert config.stages[0].components == (3, 10) and config.model.hidden == 140
+
+
+def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [10, 20, 30, 40, 50, 60]
+    assert {r["stage"] for r in train} == {0, 1}
+    assert train[-1]["loss"] < train[0]["loss"]
+    final = records[-1]
+    assert final["kind"] == "final" and set(final["results"]) == {"(3,5)", "(3,8)"}
+    assert final["results"]["(3,5)"]["model"] < final["results"]["(3,5)"]["dft"]
+    model = SeedGRUForecaster.from_pretrained(tmp_path / "out" / "model")
+    assert model.config.hidden == 32
+
+
+def test_max_steps_and_overrides(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    result = _cli(
+        "train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "20", "--set", "train.log_every=5",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("lr = 3e-3", "lr = -1.0"), "train.lr"),
+        (("batch_size = 64", "batch_size = 0"), "train.batch_size"),
+        (("[model]", "[model]\nwidth = 3"), "model.width: unknown key"),
+        (("components = [3, 5]", "components = [5, 3]"), "signal.components"),
+        (("steps = 30\n[[stages]]", "steps = 0\n[[stages]]"), "stages[0].steps"),
+        (("horizon = 10", "horizon = 10\nnoize = 1"), "signal.noize: unknown key"),
+        (("[eval]", "[evaluation]"), "config.evaluation: unknown key"),
+        (("lookback = 100", "lookback = 100\n[[["), "invalid TOML"),
+    ],
+)
+def test_bad_configs_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], message: str
+) -> None:
+    (tmp_path / "bad.toml").write_text(TINY.replace(*edit, 1))
+    status = main(["train", "--config", str(tmp_path / "bad.toml"), "--output-dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_run_config(tmp_path / "absent.toml")
