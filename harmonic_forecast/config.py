@@ -19,11 +19,7 @@ def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: 
     """Return ``value`` if it is an int (not a bool) within ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{field}: expected an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{field}: must be <= {maximum}, got {value}")
-    return value
+    return _within(field, value, minimum, maximum)
 
 
 def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
@@ -33,6 +29,10 @@ def require_float(field: str, value: Any, *, minimum: float | None = None, maxim
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{field}: must be finite, got {value}")
+    return _within(field, value, minimum, maximum)
+
+
+def _within(field: str, value: Any, minimum: Any, maximum: Any) -> Any:
     if minimum is not None and value < minimum:
         raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
