@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.cpu_allocator import keep_freed_memory
+from harmonic_forecast.signals import band_label
 
 LOOKBACK, HORIZON = 100, 10
 PERIODS = (10, 100)
@@ -89,10 +90,6 @@ def _throughput(batches: Iterator[Batch], seconds: float, device: torch.device) 
             return signals / elapsed
 
 
-def _band(components: tuple[int, int]) -> str:
-    return f"({components[0]},{components[1]})"
-
-
 def _sci(value: float) -> str:
     """Three significant digits in compact scientific notation, e.g. ``1.02e6``."""
     exponent = math.floor(math.log10(value)) if value > 0 else 0
@@ -140,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     baseline: dict[str, float] = {}
     for components in BANDS:
         loader = DataLoader(SeedStyleSignals(components), batch_size=SEED_BATCH, shuffle=True, num_workers=0)
-        baseline[_band(components)] = _throughput(_forever(loader), args.seconds, cpu)
+        baseline[band_label(components)] = _throughput(_forever(loader), args.seconds, cpu)
 
     results: list[dict[str, Any]] = []
     for device, batch in cases:
@@ -148,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = SignalSpec(lookback=LOOKBACK, horizon=HORIZON, components=components, periods=PERIODS, noise=0.0)
             stream = HarmonicStream(spec, batch_size=batch, seed=0, device=device)
             rate = _throughput(iter(stream), args.seconds, device)
-            band = _band(components)
+            band = band_label(components)
             results.append(
                 {
                     "device": device.type,
@@ -173,17 +170,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     best_ratio: dict[str, float] = {}
     for components in reversed(BANDS):
-        band = _band(components)
+        band = band_label(components)
         best = max((r for r in results if r["device"] == "cpu" and r["band"] == band), key=lambda r: r["signals_per_s"])
         best_ratio[band] = best["ratio_vs_seed"]
         console.print(
             f"{band} cpu: best {_sci(best['signals_per_s'])} signals/s at batch {best['batch']} = "
             f"{_ratio(best['ratio_vs_seed'])} the seed-style pipeline ({_sci(baseline[band])} signals/s)"
         )
-    target = best_ratio[_band(TARGET_BAND)]
+    target = best_ratio[band_label(TARGET_BAND)]
     verdict = "met" if target >= TARGET_RATIO else "NOT met"
     console.print(
-        f"target: {_band(TARGET_BAND)} on CPU >= {TARGET_RATIO:.0f}x the seed-style pipeline: {verdict} "
+        f"target: {band_label(TARGET_BAND)} on CPU >= {TARGET_RATIO:.0f}x the seed-style pipeline: {verdict} "
         f"({_ratio(target)} with {torch.get_num_threads()} threads; the target assumes a 2-core CPU)"
     )
 

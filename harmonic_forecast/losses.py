@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 LOSSES = ("weighted_mse", "mse")
@@ -24,6 +26,6 @@ def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (prediction - target).square().mean()
 
 
-def loss_function(name: str):
+def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss called ``name`` (one of :data:`LOSSES`)."""
     return {"weighted_mse": weighted_mse, "mse": mse}[name]

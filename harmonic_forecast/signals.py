@@ -125,6 +125,11 @@ class SignalSpec:
         return dataclasses.replace(self, **changes)
 
 
+def band_label(components: tuple[int, int]) -> str:
+    """The name of a component band in tables and metrics, e.g. ``(3,45)``."""
+    return f"({components[0]},{components[1]})"
+
+
 @dataclass(frozen=True)
 class Harmonics:
     """The drawn components of a batch, padded to ``spec.max_components`` slots.

@@ -17,14 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harmonic_forecast.losses import loss_function
 from harmonic_forecast.model import SeedGRUForecaster
 from harmonic_forecast.run_config import RunConfig
-from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.signals import SignalSpec, band_label
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream
 from harmonic_forecast.telemetry import MetricsLog, comparison_table, make_console, parameter_table
-
-
-def _band(components: tuple[int, int]) -> str:
-    return f"({components[0]},{components[1]})"
 
 
 def _lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
@@ -38,7 +34,7 @@ def _lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
 def _validation_streams(config: RunConfig, device: torch.device) -> dict[str, HarmonicStream]:
     bands = dict.fromkeys(stage.components for stage in config.stages)
     return {
-        _band(band): HarmonicStream(
+        band_label(band): HarmonicStream(
             config.signal.replace(components=band),
             config.eval.batch_size,
             seed=config.train.seed,
@@ -53,10 +49,10 @@ def _validation_streams(config: RunConfig, device: torch.device) -> dict[str, Ha
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module, streams: dict[str, HarmonicStream], accelerator: Accelerator, baselines: bool = False
-) -> dict[str, dict[str, float]]:
-    """MSE per band (and per horizon step) of the model, and of the naive and DFT forecasts if asked."""
+) -> dict[str, dict[str, list[float]]]:
+    """MSE per horizon step, per band, of the model and (if asked) of the naive and DFT forecasts."""
     model.eval()
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, list[float]]] = {}
     for band, stream in streams.items():
         errors: dict[str, list[torch.Tensor]] = {"model": []}
         if baselines:
@@ -68,11 +64,14 @@ def evaluate(
                 forecasts["dft"] = dft_forecast(lookback, target.shape[1])
             for name, forecast in forecasts.items():
                 errors[name].append(accelerator.gather_for_metrics((forecast - target).square()))
-        per_step = {name: torch.cat(values).mean(dim=0) for name, values in errors.items()}
-        results[band] = {name: float(values.mean()) for name, values in per_step.items()}
-        results[band]["model_per_step"] = [round(float(v), 8) for v in per_step["model"]]  # type: ignore[assignment]
+        results[band] = {name: torch.cat(values).mean(dim=0).tolist() for name, values in errors.items()}
     model.train()
     return results
+
+
+def mean_over_steps(per_step: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Band -> forecaster -> MSE averaged over the horizon."""
+    return {band: {name: sum(v) / len(v) for name, v in values.items()} for band, values in per_step.items()}
 
 
 def train(config: RunConfig, output_dir: Path, max_steps: int | None = None) -> dict[str, dict[str, float]]:
@@ -113,7 +112,7 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None) -> 
             spec: SignalSpec = config.stage_spec(stage)
             stream = HarmonicStream(spec, config.train.batch_size, seed=config.train.seed, device=accelerator.device)
             stream.load_state_dict({"position": step})
-            label = f"stage {stage_index + 1}/{len(config.stages)} {_band(stage.components)}"
+            label = f"stage {stage_index + 1}/{len(config.stages)} {band_label(stage.components)}"
             stage_end = min(total, step + stage.steps)
             for lookback, target in stream:
                 loss = compute_loss(model(lookback).float(), target)
@@ -136,19 +135,19 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None) -> 
                         lr = schedule.get_last_lr()[0]
                         metrics.write("train", step=step, stage=stage_index, loss=value, lr=lr, samples_per_s=rate)
                 if step % config.eval.every == 0 and step < total:
-                    result = evaluate(model, validation, accelerator)
+                    result = mean_over_steps(evaluate(model, validation, accelerator))
                     if metrics:
                         metrics.write("eval", step=step, mse={band: r["model"] for band, r in result.items()})
                 if step >= stage_end:
                     break
 
-    final = evaluate(model, validation, accelerator, baselines=True)
+    per_step = evaluate(model, validation, accelerator, baselines=True)
+    final = mean_over_steps(per_step)
     if accelerator.is_main_process:
         assert metrics is not None
-        metrics.write("final", step=step, results=final)
+        metrics.write("final", step=step, results=final, per_step=per_step)
         metrics.close()
-        rows = {band: {k: v for k, v in r.items() if k != "model_per_step"} for band, r in final.items()}
-        console.print(comparison_table(f"Validation after {step} steps (lower is better)", rows))
+        console.print(comparison_table(f"Validation after {step} steps (lower is better)", final))
         accelerator.unwrap_model(model).save_pretrained(output_dir / "model")
         console.print(f"saved {output_dir / 'model'} and {output_dir / 'metrics.jsonl'}")
     accelerator.wait_for_everyone()
