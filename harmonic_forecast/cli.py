@@ -1,6 +1,8 @@
 """The ``harmonic-forecast`` command line.
 
-Bad input (a config value, a file) ends with one line on stderr and exit status 2.
+Exit status: 0 done; 2 bad input (config, file, checkpoint: one line on stderr, nothing on disk
+changed); 3 stopped by SIGTERM/SIGUSR1 after saving a checkpoint (requeue with ``--resume auto``);
+4 the loss became non-finite (no checkpoint written from those weights).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from harmonic_forecast.stream import SPLITS, HarmonicStream
 EXIT_BAD_INPUT = 2
 
 
-def _sample(args: argparse.Namespace) -> None:
+def _sample(args: argparse.Namespace) -> int:
     """Write ``count`` signals of the stream (lookback and horizon side by side) to .npy or .csv."""
     spec = SignalSpec(
         lookback=args.lookback,
@@ -43,18 +45,24 @@ def _sample(args: argparse.Namespace) -> None:
         header = ",".join(f"t{i}" for i in range(spec.length))
         np.savetxt(output, signals, delimiter=",", header=header, comments="", fmt="%.7g")
     print(f"wrote {len(signals)} signals of {spec.length} samples (lookback {spec.lookback}) to {output}")
+    return 0
 
 
-def _train(args: argparse.Namespace) -> None:
-    """Train the config's curriculum; the model and metrics go to ``--output-dir``."""
+def _train(args: argparse.Namespace) -> int:
+    """Train the config's curriculum; checkpoints, model and metrics go to ``--output-dir``."""
     from harmonic_forecast.run_config import load_run_config
-    from harmonic_forecast.train import train
+    from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, DivergedError, train
 
     config = load_run_config(args.config, args.set)
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError(f"--max-steps: must be >= 1, got {args.max_steps}")
     output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
-    train(config, output_dir, max_steps=args.max_steps)
+    try:
+        result = train(config, output_dir, max_steps=args.max_steps, resume=args.resume)
+    except DivergedError as error:
+        print(f"harmonic-forecast: training diverged: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return EXIT_PREEMPTED if result.preempted else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="TOML run config, e.g. configs/quickstart.toml")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
     train.add_argument("--output-dir", default=None, help="default: runs/<config name>")
-    train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    train.add_argument("--max-steps", type=int, default=None, help="stop at this global step (a checkpoint is saved)")
+    train.add_argument("--resume", default=None, metavar="auto|PATH", help="auto: newest complete checkpoint, if any")
     train.set_defaults(run=_train)
 
     sample = commands.add_parser("sample", help="write signals of the stream to a .npy or .csv file")
@@ -90,11 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     try:
-        args.run(args)
+        return args.run(args)
     except ConfigError as error:
         print(f"harmonic-forecast: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
-"""The seed notebook's final forecaster, and its ``config.json`` + ``model.safetensors`` format.
+"""The notebook's three forecasters as plain modules, and their ``config.json`` + ``model.safetensors`` format.
 
-Encoder: an MLP over ``[window, rfft amplitudes, rfft phases]`` (202 -> 100 -> 202 -> H for a
-lookback of 100) gives the initial hidden state of a ``GRUCell`` decoder. The decoder is fed the
-last lookback value, then its own predictions, for ``horizon`` steps (no teacher forcing); the
-fed-back value is detached as in the seed unless ``detach_feedback`` is false. Head: H -> H/2 -> H/4 -> 1.
+- ``seed_gru`` (default, the notebook's final model): an MLP over ``[window, rfft amplitudes,
+  rfft phases]`` (202 -> 100 -> 202 -> H for a lookback of 100) gives the initial hidden state of a
+  ``GRUCell`` decoder, fed the last lookback value and then its own predictions (no teacher
+  forcing; the fed-back value is detached as in the seed unless ``detach_feedback`` is false).
+  Head H -> H/2 -> H/4 -> 1; ``hidden`` is H (140 in the seed).
+- ``lstm``: the next-step LSTM predictor, trained on every step of the signal and forecasting
+  autoregressively; ``hidden`` is its state size (100 in the notebook).
+- ``seq2seq_gru``: a GRU encoder (``hidden`` units, 10 in the notebook) whose last state,
+  concatenated with the rfft amplitudes and phases, starts a ``GRUCell`` decoder trained with
+  teacher forcing and evaluated autoregressively.
+
+Every model maps a lookback ``[B, lookback]`` to a forecast ``[B, horizon]`` and defines its own
+training objective in ``training_loss``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,18 +29,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harmonic_forecast.config import ConfigError, reject_unknown, require_bool, require_int
+from harmonic_forecast.config import ConfigError, reject_unknown, require_bool, require_choice, require_int
+from harmonic_forecast.losses import mse
 from harmonic_forecast.spectral import rfft_features
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-MODEL_TYPE = "seed_gru"
+MODEL_KINDS = ("seed_gru", "lstm", "seq2seq_gru")
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the seed GRU forecaster; the defaults are the seed's (H = 140)."""
+    """Which forecaster and its shape; the defaults are the seed's final model (H = 140)."""
 
+    kind: str = "seed_gru"
     lookback: int = 100
     horizon: int = 10
     hidden: int = 140
@@ -38,6 +51,7 @@ class ModelConfig:
     detach_feedback: bool = True
 
     def __post_init__(self) -> None:
+        require_choice("model.kind", self.kind, MODEL_KINDS)
         require_int("model.lookback", self.lookback, minimum=2)
         require_int("model.horizon", self.horizon, minimum=1)
         require_int("model.hidden", self.hidden, minimum=4)
@@ -51,12 +65,63 @@ class ModelConfig:
         return cls(**values)
 
 
-class SeedGRUForecaster(nn.Module):
-    """Lookback ``[B, lookback]`` -> forecast ``[B, horizon]``."""
+class Forecaster(nn.Module):
+    """Base of all forecasters: ``forward(lookback) -> forecast``, saving and loading."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+
+    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """The training objective; by default ``loss`` of the free-running forecast."""
+        return loss(self(lookback).float(), target)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        values = dataclasses.asdict(self.config)
+        config = {"model_type": values.pop("kind"), **values}
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        save_file(weights, str(directory / WEIGHTS_FILE))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Forecaster:
+        """Rebuild a saved model without any training code (of this class's kind, if called on a subclass)."""
+        directory = Path(directory)
+        model = build_model(read_model_config(directory))
+        if cls is not Forecaster and not isinstance(model, cls):
+            raise ConfigError(f"{directory}: holds a {model.config.kind} model, not {cls.__name__}")
+        load_weights(model, directory, device)
+        return model.to(device)
+
+
+def read_model_config(directory: Path) -> ModelConfig:
+    """The :class:`ModelConfig` in ``directory/config.json``."""
+    try:
+        values = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{directory / CONFIG_FILE}: cannot read model config ({error})") from None
+    if not isinstance(values, dict) or values.get("model_type") not in MODEL_KINDS:
+        raise ConfigError(f"{directory / CONFIG_FILE}: not a model config of kind {', '.join(MODEL_KINDS)}")
+    return ModelConfig.from_dict({"kind": values.pop("model_type"), **values})
+
+
+def load_weights(model: nn.Module, directory: Path, device: str | torch.device = "cpu") -> None:
+    """Load ``directory/model.safetensors`` into ``model`` (strict), with a one-line error."""
+    try:
+        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(device)))
+    except (OSError, SafetensorError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{directory / WEIGHTS_FILE}: cannot load weights ({first_line})") from None
+
+
+class SeedGRUForecaster(Forecaster):
+    """Lookback ``[B, lookback]`` -> forecast ``[B, horizon]``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
         features = config.lookback + 2 * (config.lookback // 2 + 1)
         self.encoder = nn.Sequential(
             nn.Linear(features, config.encoder_width),
@@ -86,30 +151,74 @@ class SeedGRUForecaster(nn.Module):
             value = prediction.detach() if self.config.detach_feedback else prediction
         return torch.cat(outputs, dim=-1)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {"model_type": MODEL_TYPE, **dataclasses.asdict(self.config)}
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        save_file(weights, str(directory / WEIGHTS_FILE))
 
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> SeedGRUForecaster:
-        """Rebuild a saved model without any training code."""
-        directory = Path(directory)
-        try:
-            values = json.loads((directory / CONFIG_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(f"{directory / CONFIG_FILE}: cannot read model config ({error})") from None
-        if not isinstance(values, dict) or values.pop("model_type", None) != MODEL_TYPE:
-            raise ConfigError(f"{directory / CONFIG_FILE}: not a {MODEL_TYPE} model config")
-        model = cls(ModelConfig.from_dict(values))
-        try:
-            state = load_file(str(directory / WEIGHTS_FILE), device=str(device))
-            model.load_state_dict(state)
-        except (OSError, SafetensorError, RuntimeError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ConfigError(f"{directory / WEIGHTS_FILE}: cannot load weights ({first_line})") from None
-        return model.to(device)
+class LSTMForecaster(Forecaster):
+    """The notebook's next-step LSTM: trained on every step, forecasting by feeding back its predictions."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.lstm = nn.LSTM(1, config.hidden, batch_first=True)
+        self.readout = nn.Linear(config.hidden, 1)
+
+    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+        output, state = self.lstm(lookback.unsqueeze(-1))
+        value = self.readout(output[:, -1])
+        outputs = [value]
+        for _ in range(self.config.horizon - 1):
+            fed = value.detach() if self.config.detach_feedback else value
+            output, state = self.lstm(fed.unsqueeze(1), state)
+            value = self.readout(output[:, -1])
+            outputs.append(value)
+        return torch.cat(outputs, dim=-1)
+
+    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """Plain MSE of next-step predictions over the whole signal (the notebook's objective)."""
+        signal = torch.cat([lookback, target], dim=-1)
+        output, _ = self.lstm(signal[:, :-1].unsqueeze(-1))
+        return mse(self.readout(output).squeeze(-1).float(), signal[:, 1:])
+
+
+class Seq2SeqGRUForecaster(Forecaster):
+    """The notebook's GRU encoder-decoder: teacher forcing in training, autoregressive in evaluation."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.encoder = nn.GRU(1, config.hidden, batch_first=True)
+        state = config.hidden + 2 * (config.lookback // 2 + 1)
+        self.decoder = nn.GRUCell(1, state)
+        self.head = nn.Sequential(nn.Linear(state, state // 2), nn.LeakyReLU(), nn.Linear(state // 2, 1))
+
+    def _encode(self, lookback: torch.Tensor) -> torch.Tensor:
+        _, last = self.encoder(lookback.unsqueeze(-1))
+        amplitude, phase = rfft_features(lookback)
+        return torch.cat([last[0], amplitude, phase], dim=-1)
+
+    def _decode(self, hidden: torch.Tensor, inputs: list[torch.Tensor] | None, first: torch.Tensor) -> torch.Tensor:
+        value, outputs = first, []
+        for step in range(self.config.horizon):
+            hidden = self.decoder(value if inputs is None else inputs[step], hidden)
+            prediction = self.head(hidden)
+            outputs.append(prediction)
+            value = prediction.detach() if self.config.detach_feedback else prediction
+        return torch.cat(outputs, dim=-1)
+
+    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+        return self._decode(self._encode(lookback), None, lookback[:, -1:])
+
+    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """``loss`` of the teacher-forced decoder: step t is fed the true value of step t - 1."""
+        fed = torch.cat([lookback[:, -1:], target[:, :-1]], dim=-1)
+        inputs = list(fed.split(1, dim=-1))
+        return loss(self._decode(self._encode(lookback), inputs, lookback[:, -1:]).float(), target)
+
+
+_MODELS: dict[str, type[Forecaster]] = {
+    "seed_gru": SeedGRUForecaster,
+    "lstm": LSTMForecaster,
+    "seq2seq_gru": Seq2SeqGRUForecaster,
+}
+
+
+def build_model(config: ModelConfig) -> Forecaster:
+    """A freshly initialised forecaster of ``config.kind``."""
+    return _MODELS[config.kind](config)

@@ -1,4 +1,8 @@
-"""Console tables and the JSONL metrics file (one JSON object per line, always written)."""
+"""One telemetry path: rich tables on the console, a JSONL metrics file always, wandb when enabled.
+
+wandb runs offline by default (nothing needs a network or an account); a resumed training run
+passes the saved run id, so wandb continues the same run.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,51 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from torch import nn
+
+
+class Telemetry:
+    """Sends every record to the JSONL file and, when enabled, to wandb under the same step."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        *,
+        wandb_enabled: bool = False,
+        wandb_mode: str = "offline",
+        wandb_project: str = "harmonic-forecast",
+        wandb_name: str = "",
+        run_id: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.metrics = MetricsLog(output_dir / "metrics.jsonl")
+        self._wandb = None
+        self.run_id = run_id
+        if wandb_enabled:
+            import wandb
+
+            self.run_id = run_id or wandb.util.generate_id()
+            self._wandb = wandb.init(
+                project=wandb_project,
+                name=wandb_name or None,
+                id=self.run_id,
+                resume="allow",
+                mode=wandb_mode,
+                dir=str(output_dir),
+                config=config,
+            )
+
+    def log(self, kind: str, step: int, **values: Any) -> None:
+        """Record ``values`` of type ``kind`` at ``step``."""
+        self.metrics.write(kind, step=step, **values)
+        if self._wandb is not None:
+            flat = {f"{kind}/{key}": value for key, value in values.items() if isinstance(value, int | float)}
+            self._wandb.log(flat, step=step)
+
+    def close(self) -> None:
+        """Flush and close the file and the wandb run."""
+        self.metrics.close()
+        if self._wandb is not None:
+            self._wandb.finish()
 
 
 class MetricsLog:
@@ -52,6 +101,17 @@ def comparison_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
         table.add_column(f"{name} MSE", justify="right")
     for band, values in rows.items():
         table.add_row(band, *(f"{values[name]:.3e}" for name in names))
+    return table
+
+
+def evaluation_table(step: int, per_step: dict[str, dict[str, list[float]]]) -> Table:
+    """Validation MSE of the model per band: averaged, at the first and at the last horizon step."""
+    table = Table(title=f"Validation at step {step}")
+    for column in ("band", "MSE", "MSE step 1", "MSE last step"):
+        table.add_column(column, justify="left" if column == "band" else "right")
+    for band, values in per_step.items():
+        model = values["model"]
+        table.add_row(band, f"{sum(model) / len(model):.3e}", f"{model[0]:.3e}", f"{model[-1]:.3e}")
     return table
 
 

@@ -1,49 +1,107 @@
 """The training loop: one loop over curriculum stages, on Accelerate, reading the pure-function stream.
 
-Batch ``g`` of the run is ``HarmonicStream(stage spec, seed).batch(g)``: a new stage changes the
-spec, not the batch counter, so no signal is ever drawn twice.
+Micro-batch ``g`` of the run is ``HarmonicStream(stage spec, seed).batch(g)`` with
+``g = step * grad_accum + k``: a new stage changes the spec, not the counter, so no signal is drawn
+twice and the data of a step depends on the step alone. Every stateful piece (weights, optimiser,
+RNG, curriculum, counters, wandb run id) goes into the checkpoint, and the learning rate is a pure
+function of that state, so a resumed run computes bit for bit what the uninterrupted one would.
+
+SIGTERM and SIGUSR1 only set a flag; after the current step the ranks agree on it, save one
+checkpoint and the command exits with :data:`EXIT_PREEMPTED`.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import json
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from harmonic_forecast.checkpoint import (
+    clean_leftovers,
+    latest_checkpoint,
+    verify_checkpoint,
+    write_checkpoint,
+)
+from harmonic_forecast.config import ConfigError
+from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
 from harmonic_forecast.losses import loss_function
-from harmonic_forecast.model import SeedGRUForecaster
+from harmonic_forecast.model import Forecaster, build_model, load_weights, read_model_config
 from harmonic_forecast.run_config import RunConfig
-from harmonic_forecast.signals import SignalSpec, band_label
+from harmonic_forecast.signals import band_label
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream
-from harmonic_forecast.telemetry import MetricsLog, comparison_table, make_console, parameter_table
+from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_table, make_console, parameter_table
+
+EXIT_PREEMPTED = 3  # stopped by SIGTERM/SIGUSR1 after saving a checkpoint: requeue with --resume auto
+EXIT_DIVERGED = 4  # the loss became NaN/inf: nothing was saved from those weights
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+RNG_FILE = "rng.pt"
 
 
-def _lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warmup to 1, then cosine decay to ``floor``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+class DivergedError(RuntimeError):
+    """The loss became non-finite."""
 
 
-def _validation_streams(config: RunConfig, device: torch.device) -> dict[str, HarmonicStream]:
-    bands = dict.fromkeys(stage.components for stage in config.stages)
-    return {
-        band_label(band): HarmonicStream(
-            config.signal.replace(components=band),
-            config.eval.batch_size,
-            seed=config.train.seed,
-            device=device,
-            split="validation",
-            num_batches=config.eval.batches,
-        )
-        for band in bands
-    }
+@dataclass
+class TrainState:
+    """Counters of the run."""
+
+    step: int = 0
+    samples_seen: int = 0
+    stage_samples: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """How the run ended."""
+
+    preempted: bool
+    step: int
+    final: dict[str, dict[str, float]] | None
+    checkpoint: Path | None
+
+
+class TrainingObjective(torch.nn.Module):
+    """The module Accelerate wraps (DDP, autocast): ``forward`` returns the model's training loss."""
+
+    def __init__(self, model: Forecaster, loss: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, lookback: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.model.training_loss(lookback, target, self.loss)
+
+
+class StopRequest(contextlib.AbstractContextManager):
+    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @torch.no_grad()
@@ -74,27 +132,164 @@ def mean_over_steps(per_step: dict[str, dict[str, list[float]]]) -> dict[str, di
     return {band: {name: sum(v) / len(v) for name, v in values.items()} for band, values in per_step.items()}
 
 
-def train(config: RunConfig, output_dir: Path, max_steps: int | None = None) -> dict[str, dict[str, float]]:
-    """Train through the curriculum, evaluate, save the model; returns the final evaluation."""
+def _validation_streams(config: RunConfig, device: torch.device) -> dict[str, HarmonicStream]:
+    return {
+        band_label(band): HarmonicStream(
+            config.signal.replace(components=band),
+            config.eval.batch_size,
+            seed=config.train.seed,
+            device=device,
+            split="validation",
+            num_batches=config.eval.batches,
+        )
+        for band in dict.fromkeys(stage.components for stage in config.stages)
+    }
+
+
+def resolve_resume(resume: str | None, checkpoints: Path, say: Any) -> Path | None:
+    """The checkpoint to resume from: ``auto`` = newest complete one (or none), else a verified path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = latest_checkpoint(checkpoints, warn=say)
+        say(f"resuming from {found}" if found else f"no checkpoint in {checkpoints}: starting fresh")
+        return found
+    path = Path(resume)
+    if not path.is_dir():
+        raise ConfigError(f"--resume {resume}: no such checkpoint directory")
+    verify_checkpoint(path)
+    return path
+
+
+def _read_state(directory: Path, config: RunConfig) -> dict[str, Any]:
+    """The trainer state of a checkpoint, after checking that it belongs to a compatible run."""
+    saved_model = read_model_config(directory)
+    if saved_model != config.model:
+        raise ConfigError(
+            f"{directory}: checkpoint of another architecture ({saved_model.kind}, hidden {saved_model.hidden}) "
+            f"than the config's ({config.model.kind}, hidden {config.model.hidden})"
+        )
+    try:
+        state = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{directory / STATE_FILE}: cannot read trainer state ({error})") from None
+    for key in ("seed", "batch_size", "grad_accum"):
+        saved, wanted = state["run"][key], getattr(config.train, key)
+        if saved != wanted:
+            raise ConfigError(f"{directory}: saved with train.{key} = {saved}, the config has {wanted}")
+    return state
+
+
+def _write_files(directory: Path, model: Forecaster, optimizer: Any, state: dict[str, Any]) -> None:
+    model.save_pretrained(directory)
+    torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    torch.save(rng, directory / RNG_FILE)
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _weights_finite(model: torch.nn.Module, optimizer: Any) -> bool:
+    tensors = [p for p in model.parameters()]
+    tensors += [v for s in optimizer.state_dict()["state"].values() for v in s.values() if torch.is_tensor(v)]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, resume: str | None = None) -> TrainResult:
+    """Train through the curriculum with checkpoints; returns how the run ended."""
     use_cpu = config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
     accelerator = Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16")
     console = make_console()
-    torch.manual_seed(config.train.seed)
-    model = SeedGRUForecaster(config.model)
-    if accelerator.is_main_process:
-        console.print(parameter_table(model))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    total = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: _lr_factor(step, config.train.warmup_steps, config.total_steps, config.train.min_lr_ratio),
-    )
-    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
-    compute_loss = loss_function(config.train.loss)
-    validation = _validation_streams(config, accelerator.device)
-    metrics = MetricsLog(output_dir / "metrics.jsonl") if accelerator.is_main_process else None
+    main = accelerator.is_main_process
 
-    step, window_start, window_samples = 0, time.perf_counter(), 0
+    def say(message: str) -> None:
+        if main:
+            console.print(message)
+
+    checkpoints = output_dir / "checkpoints"
+    start_from = resolve_resume(resume, checkpoints, say)
+    saved = _read_state(start_from, config) if start_from else None
+    if main:
+        clean_leftovers(checkpoints)
+
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    state, curriculum = TrainState(stage_samples=[0] * len(config.stages)), CurriculumState()
+    if saved and start_from:
+        load_weights(model, start_from)
+        optimizer.load_state_dict(torch.load(start_from / OPTIMIZER_FILE, weights_only=True))
+        rng = torch.load(start_from / RNG_FILE, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(rng["cuda"]))
+        state = TrainState(saved["step"], saved["samples_seen"], saved["stage_samples"])
+        curriculum.load_state_dict(saved["curriculum"])
+    if main:
+        console.print(parameter_table(model))
+    objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
+    validation = _validation_streams(config, accelerator.device)
+    telemetry = None
+    if main:
+        telemetry = Telemetry(
+            output_dir,
+            wandb_enabled=config.wandb.enabled,
+            wandb_mode=config.wandb.mode,
+            wandb_project=config.wandb.project,
+            wandb_name=config.wandb.name,
+            run_id=saved["wandb_run_id"] if saved else None,
+            config=config.to_dict(),
+        )
+        if start_from:
+            telemetry.log("resume", state.step, checkpoint=str(start_from))
+
+    accumulation = config.train.grad_accum
+    micro_batch = config.train.batch_size // accumulation
+    limit = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+    streams: dict[int, HarmonicStream] = {}
+    last_saved: Path | None = None
+    window_start, window_samples = time.perf_counter(), 0
+
+    def save() -> Path | None:
+        if bool(nonfinite) or not _weights_finite(model, optimizer):
+            raise DivergedError(
+                f"loss became non-finite by step {state.step}; no checkpoint written from these weights"
+            )
+        directory = None
+        if main:
+            payload = {
+                "format": 1,
+                "step": state.step,
+                "samples_seen": state.samples_seen,
+                "stage_samples": state.stage_samples,
+                "curriculum": curriculum.state_dict(),
+                "stream": {"position": state.step * accumulation},
+                "wandb_run_id": telemetry.run_id if telemetry else None,
+                "world_size": accelerator.num_processes,
+                "run": {
+                    "seed": config.train.seed,
+                    "batch_size": config.train.batch_size,
+                    "grad_accum": accumulation,
+                },
+            }
+            directory = write_checkpoint(
+                checkpoints,
+                state.step,
+                lambda d: _write_files(d, model, optimizer, payload),
+                config.train.keep_last,
+            )
+            telemetry.log("checkpoint", state.step, path=str(directory))  # type: ignore[union-attr]
+        accelerator.wait_for_everyone()
+        return directory
+
+    def stop_agreed(stop: StopRequest) -> bool:
+        flag = torch.tensor(float(stop.requested), device=accelerator.device)
+        if accelerator.num_processes > 1:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag)
+
     progress = Progress(
         TextColumn("{task.fields[stage]}"),
         BarColumn(),
@@ -102,54 +297,80 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None) -> 
         TextColumn("{task.fields[rate]} samples/s  loss {task.fields[loss]}"),
         TimeRemainingColumn(),
         console=console,
-        disable=not accelerator.is_main_process,
+        disable=not main,
     )
-    with progress:
-        task = progress.add_task("train", total=total, stage="", rate="-", loss="-")
-        for stage_index, stage in enumerate(config.stages):
-            if step >= total:
-                break
-            spec: SignalSpec = config.stage_spec(stage)
-            stream = HarmonicStream(spec, config.train.batch_size, seed=config.train.seed, device=accelerator.device)
-            stream.load_state_dict({"position": step})
-            label = f"stage {stage_index + 1}/{len(config.stages)} {band_label(stage.components)}"
-            stage_end = min(total, step + stage.steps)
-            for lookback, target in stream:
-                loss = compute_loss(model(lookback).float(), target)
-                accelerator.backward(loss)
-                if config.train.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                window_samples += config.train.batch_size
-                if step % config.train.log_every == 0 or step == stage_end:
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise FloatingPointError(f"loss became {value} at step {step}; lower train.lr")
-                    rate = window_samples / (time.perf_counter() - window_start)
-                    window_start, window_samples = time.perf_counter(), 0
-                    progress.update(task, completed=step, stage=label, rate=f"{rate:,.0f}", loss=f"{value:.3e}")
-                    if metrics:
-                        lr = schedule.get_last_lr()[0]
-                        metrics.write("train", step=step, stage=stage_index, loss=value, lr=lr, samples_per_s=rate)
-                if step % config.eval.every == 0 and step < total:
-                    result = mean_over_steps(evaluate(model, validation, accelerator))
-                    if metrics:
-                        metrics.write("eval", step=step, mse={band: r["model"] for band, r in result.items()})
-                if step >= stage_end:
-                    break
+    with StopRequest() as stop, progress:
+        task = progress.add_task("train", total=limit, completed=state.step, stage="", rate="-", loss="-")
+        while curriculum.stage < len(config.stages) and state.step < limit:
+            stage = config.stages[curriculum.stage]
+            if stage_finished(stage, curriculum, state.step):
+                curriculum.advance(state.step)
+                continue
+            if curriculum.stage not in streams:
+                spec = config.stage_spec(stage)
+                streams[curriculum.stage] = HarmonicStream(
+                    spec, micro_batch, seed=config.train.seed, device=accelerator.device
+                )
+            stream = streams[curriculum.stage]
+            rate = learning_rate(stage, curriculum, state.step, config.train.warmup_steps, config.train.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            for micro in range(accumulation):
+                lookback, target = stream.batch(state.step * accumulation + micro)
+                sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(objective)
+                with sync:
+                    loss = objective(lookback, target)
+                    accelerator.backward(loss / accumulation)
+                nonfinite |= ~torch.isfinite(loss.detach())
+            if config.train.grad_clip > 0:
+                accelerator.clip_grad_norm_(objective.parameters(), config.train.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.samples_seen += config.train.batch_size
+            state.stage_samples[curriculum.stage] += config.train.batch_size
+            window_samples += config.train.batch_size
 
+            if state.step % config.train.log_every == 0 or state.step == limit:
+                if bool(nonfinite):
+                    raise DivergedError(f"loss became non-finite by step {state.step}; lower train.lr (nothing saved)")
+                value = float(loss.detach())
+                speed = window_samples / (time.perf_counter() - window_start)
+                window_start, window_samples = time.perf_counter(), 0
+                label = f"stage {curriculum.stage + 1}/{len(config.stages)} {band_label(stage.components)}"
+                progress.update(task, completed=state.step, stage=label, rate=f"{speed:,.0f}", loss=f"{value:.3e}")
+                if telemetry:
+                    telemetry.log("train", state.step, stage=curriculum.stage, loss=value, lr=rate, samples_per_s=speed)
+            if state.step % config.eval.every == 0 and state.step < limit:
+                per_step = evaluate(model, validation, accelerator)
+                means = mean_over_steps(per_step)
+                if telemetry:
+                    console.print(evaluation_table(state.step, per_step))
+                    telemetry.log("eval", state.step, mse={band: r["model"] for band, r in means.items()})
+                if promotion_due(stage, curriculum, state.step, means[band_label(stage.components)]["model"]):
+                    say(
+                        f"step {state.step}: promoted past stage {curriculum.stage + 1} ({band_label(stage.components)})"
+                    )
+                    curriculum.advance(state.step)
+            if stop_agreed(stop):
+                last_saved = save()
+                say(f"stop signal: saved {last_saved}; exit status {EXIT_PREEMPTED} (resume with --resume auto)")
+                if telemetry:
+                    telemetry.close()
+                accelerator.end_training()
+                return TrainResult(True, state.step, None, last_saved)
+            if state.step % config.train.checkpoint_every == 0:
+                last_saved = save()
+
+    last_saved = save()
     per_step = evaluate(model, validation, accelerator, baselines=True)
     final = mean_over_steps(per_step)
-    if accelerator.is_main_process:
-        assert metrics is not None
-        metrics.write("final", step=step, results=final, per_step=per_step)
-        metrics.close()
-        console.print(comparison_table(f"Validation after {step} steps (lower is better)", final))
-        accelerator.unwrap_model(model).save_pretrained(output_dir / "model")
-        console.print(f"saved {output_dir / 'model'} and {output_dir / 'metrics.jsonl'}")
+    if telemetry:
+        telemetry.log("final", state.step, results=final, per_step=per_step)
+        telemetry.close()
+        console.print(comparison_table(f"Validation after {state.step} steps (lower is better)", final))
+        model.save_pretrained(output_dir / "model")
+        console.print(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return final
+    return TrainResult(False, state.step, final, last_saved)

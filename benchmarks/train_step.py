@@ -1,0 +1,266 @@
+"""End-to-end training throughput of the seed model on HarmonicStream against a seed-style loop, in the same run.
+
+Both pipelines train the seed's final model (``SeedGRUForecaster(ModelConfig())``) with the
+horizon-weighted MSE and AdamW (lr 1e-3) on band (3,45): data -> forward -> loss -> backward ->
+step. The seed-style loop draws its batches from a map-style Dataset whose ``__getitem__`` makes
+one signal with numpy, as the seed notebook does, through a shuffling DataLoader (no workers);
+the stream pipeline iterates a HarmonicStream on the training device. Each case builds a fresh
+model (``torch.manual_seed(0)``), warms up 2 steps (1 when the first already took half the time
+budget, as the seed-style loop does at large batches), then times whole steps until ``--seconds``
+have passed. "data %" is the time to draw the same number of batches alone over the timed steps'.
+
+Usage: ``python benchmarks/train_step.py [--quick] [--seconds S] [--output PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader, Dataset
+
+from harmonic_forecast import HarmonicStream, SignalSpec
+from harmonic_forecast.cpu_allocator import keep_freed_memory
+from harmonic_forecast.losses import weighted_mse
+from harmonic_forecast.model import ModelConfig, SeedGRUForecaster
+from harmonic_forecast.signals import band_label
+
+LOOKBACK, HORIZON = 100, 10
+PERIODS = (10, 100)
+BAND = (3, 45)
+LEARNING_RATE = 1e-3
+WARMUP_STEPS = 2
+SEED_DATASET_SIZE = 1 << 20
+BATCHES = (128, 1024, 8192)
+QUICK_BATCHES = (128, 1024)
+SEED_STYLE, STREAM = "seed-style", "stream"
+TARGET_RATIO, TARGET_DATA_FRACTION = 2.0, 0.05
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+Batch = tuple[torch.Tensor, ...]
+
+
+class SeedStyleSignals(Dataset):
+    """One numpy-made signal per item, like the seed notebook's ``generate_signal``: ``(lookback, target)``."""
+
+    def __init__(self, components: tuple[int, int], size: int = SEED_DATASET_SIZE) -> None:
+        self.components = components
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        count = np.random.randint(*self.components)
+        periods = np.random.randint(*PERIODS, count)
+        phases = np.random.rand(count) * 2 * np.pi
+        amplitudes = np.random.rand(count)
+        amplitudes /= amplitudes.sum()
+        t = np.arange(LOOKBACK + HORIZON)
+        x = sum(a * np.sin(2 * np.pi * t / p + phi) for a, p, phi in zip(amplitudes, periods, phases, strict=True))
+        x /= np.max(np.abs(x))
+        return torch.tensor(x[:LOOKBACK], dtype=torch.float32), torch.tensor(x[LOOKBACK:], dtype=torch.float32)
+
+
+def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Iterate ``batches`` again and again (a DataLoader epoch ends, the benchmark does not)."""
+    while True:
+        yield from batches
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_rate(batches: Iterator[Batch], device: torch.device, seconds: float) -> tuple[float, int, float]:
+    """Train a fresh seed model on ``batches``: ``(samples/s, timed steps, timed seconds)``."""
+    torch.manual_seed(0)
+    model = SeedGRUForecaster(ModelConfig()).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+
+    def step() -> int:
+        lookback, target = (tensor.to(device) for tensor in next(batches))
+        loss = weighted_mse(model(lookback), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        return len(lookback)
+
+    start = time.perf_counter()
+    for _ in range(WARMUP_STEPS):
+        step()
+        if time.perf_counter() - start >= seconds / 2:
+            break
+    samples, steps, start = 0, 0, time.perf_counter()
+    while True:
+        samples += step()
+        steps += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return samples / elapsed, steps, elapsed
+
+
+def _data_seconds(batches: Iterator[Batch], count: int, device: torch.device) -> float:
+    """Seconds to draw ``count`` batches alone."""
+    start = time.perf_counter()
+    for _ in range(count):
+        next(batches)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _sci(value: float) -> str:
+    """Three significant digits in compact scientific notation, e.g. ``1.02e6``."""
+    exponent = math.floor(math.log10(value)) if value > 0 else 0
+    mantissa = f"{value / 10**exponent:.2f}".rstrip("0").rstrip(".")
+    if mantissa == "10":  # rounding carried into the next decade
+        mantissa, exponent = "1", exponent + 1
+    return f"{mantissa}e{exponent}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="End-to-end training throughput: HarmonicStream vs a seed-style loop, same model and batch."
+    )
+    parser.add_argument("--quick", action="store_true", help="1.0 s per case, batch sizes 128 and 1024 only")
+    parser.add_argument("--seconds", type=float, default=None, help="time budget per case (default 3.0, quick 1.0)")
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else 3.0
+    if args.seconds <= 0:
+        parser.error(f"--seconds: must be > 0, got {args.seconds}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the table and verdicts, write the JSON and return it."""
+    allocator_tuned = keep_freed_memory()
+    args = _parse(argv)
+    today, host = datetime.date.today().isoformat(), socket.gethostname()
+    output = args.output or RESULTS_DIR / f"train_step-{today}-{host}.json"
+    batch_sizes = QUICK_BATCHES if args.quick else BATCHES
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    spec = SignalSpec(lookback=LOOKBACK, horizon=HORIZON, components=BAND, periods=PERIODS, noise=0.0)
+
+    np.random.seed(0)
+    results: list[dict[str, Any]] = []
+    ratios: dict[str, dict[str, float]] = {}
+    for device in devices:
+        for batch in batch_sizes:
+            loader = DataLoader(SeedStyleSignals(BAND), batch_size=batch, shuffle=True, num_workers=0)
+            seed_batches = _forever(loader)
+            seed_rate, steps, elapsed = _train_rate(seed_batches, device, args.seconds)
+            seed_data = _data_seconds(seed_batches, steps, device)
+            results.append(
+                {
+                    "pipeline": SEED_STYLE,
+                    "device": device.type,
+                    "batch": batch,
+                    "samples_per_s": seed_rate,
+                    "data_fraction": seed_data / elapsed,
+                    "steps": steps,
+                }
+            )
+            stream = HarmonicStream(spec, batch_size=batch, seed=0, device=device)
+            rate, steps, elapsed = _train_rate(iter(stream), device, args.seconds)
+            data = _data_seconds((stream.batch(index) for index in range(steps)), steps, device)
+            results.append(
+                {
+                    "pipeline": STREAM,
+                    "device": device.type,
+                    "batch": batch,
+                    "samples_per_s": rate,
+                    "data_fraction": data / elapsed,
+                    "steps": steps,
+                }
+            )
+            ratios.setdefault(device.type, {})[str(batch)] = rate / seed_rate
+
+    threads = torch.get_num_threads()
+    table = Table(title=f"Training step on {band_label(BAND)} ({args.seconds:g} s per case, {threads} CPU threads)")
+    for column in ("pipeline", "device", "batch", "samples/s", "data %", "× seed-style"):
+        table.add_column(column, justify="left" if column in ("pipeline", "device") else "right")
+    for row in results:
+        ratio = ratios[row["device"]][str(row["batch"])] if row["pipeline"] == STREAM else 1.0
+        table.add_row(
+            row["pipeline"],
+            row["device"],
+            str(row["batch"]),
+            _sci(row["samples_per_s"]),
+            _percent(row["data_fraction"]),
+            _ratio(ratio),
+        )
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+
+    rows = {(row["pipeline"], row["device"], row["batch"]): row for row in results}
+    for device in devices:
+        for batch in batch_sizes:
+            seed_row, stream_row = rows[SEED_STYLE, device.type, batch], rows[STREAM, device.type, batch]
+            ratio = ratios[device.type][str(batch)]
+            line = (
+                f"batch {batch} {device.type}: stream {_sci(stream_row['samples_per_s'])} samples/s = {_ratio(ratio)} "
+                f"the seed-style loop ({_sci(seed_row['samples_per_s'])}); "
+                f"data {_percent(stream_row['data_fraction'])} of the step "
+                f"(seed-style {_percent(seed_row['data_fraction'])})"
+            )
+            if device.type == "cpu":
+                speed = "met" if ratio >= TARGET_RATIO else "NOT met"
+                data = "met" if stream_row["data_fraction"] <= TARGET_DATA_FRACTION else "NOT met"
+                line += (
+                    f"; target >= {TARGET_RATIO:g}x: {speed}, "
+                    f"data <= {_percent(TARGET_DATA_FRACTION)} of the step: {data}"
+                )
+            console.print(line)
+
+    best = max(ratios["cpu"].values())
+    console.print(
+        f"train_vs_seed: best CPU ratio {_ratio(best)} (the targets assume a 2-core CPU; "
+        f"this run used {threads} threads)"
+    )
+
+    report: dict[str, Any] = {
+        "benchmark": "train_step",
+        "date": today,
+        "host": host,
+        "torch": torch.__version__,
+        "threads": threads,
+        "allocator_tuned": allocator_tuned,
+        "results": results,
+        "ratio": ratios["cpu"],
+        "train_vs_seed": best,
+    }
+    if "cuda" in ratios:
+        report["cuda_ratio"] = ratios["cuda"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

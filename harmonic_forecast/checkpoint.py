@@ -1,0 +1,114 @@
+"""Checkpoints: directories that are complete or absent.
+
+A checkpoint is written into ``checkpoints/.tmp-step_<N>``, every file fsynced, a ``manifest.json``
+of sizes and SHA-256 digests written last, then the directory is renamed to ``step_<N>`` and the
+parent fsynced. Loading verifies the manifest, so a truncated or damaged checkpoint is refused;
+``--resume auto`` takes the newest one that verifies. Old checkpoints are renamed away before they
+are deleted, so a half-deleted one never carries a ``step_`` name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harmonic_forecast.config import ConfigError
+
+MANIFEST = "manifest.json"
+_STEP_NAME = re.compile(r"^step_(\d+)$")
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_steps(root: Path) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of every ``step_<N>`` directory under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(match.group(1)), path) for path in root.iterdir() if (match := _STEP_NAME.match(path.name))]
+    return sorted(found)
+
+
+def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None], keep_last: int) -> Path:
+    """Create ``root/step_<step>`` atomically; ``write_files(directory)`` fills it. Returns its path."""
+    final = root / f"step_{step}"
+    if final.exists():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".tmp-step_{step}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    write_files(staging)
+    manifest = {}
+    for path in sorted(staging.iterdir()):
+        _fsync_path(path)
+        manifest[path.name] = {"bytes": path.stat().st_size, "sha256": _digest(path)}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync_path(staging / MANIFEST)
+    _fsync_path(staging)
+    os.rename(staging, final)
+    _fsync_path(root)
+    _rotate(root, keep_last)
+    return final
+
+
+def _rotate(root: Path, keep_last: int) -> None:
+    for _, old in checkpoint_steps(root)[:-keep_last]:
+        trash = root / f".trash-{old.name}"
+        os.rename(old, trash)
+        shutil.rmtree(trash)
+
+
+def clean_leftovers(root: Path) -> None:
+    """Remove staging and trash directories that an interrupted run left behind."""
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith((".tmp-", ".trash-")):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def verify_checkpoint(directory: Path) -> None:
+    """Raise a one-line :class:`ConfigError` unless every file of the manifest is intact."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ConfigError(f"{directory}: not a complete checkpoint (no readable {MANIFEST})") from None
+    if not isinstance(manifest, dict) or not manifest:
+        raise ConfigError(f"{directory}: not a complete checkpoint (empty {MANIFEST})")
+    for name, expected in manifest.items():
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != expected.get("bytes"):
+            raise ConfigError(f"{directory}: checkpoint file {name} is missing or truncated")
+        if _digest(path) != expected.get("sha256"):
+            raise ConfigError(f"{directory}: checkpoint file {name} is corrupt (checksum mismatch)")
+
+
+def latest_checkpoint(root: Path, warn: Callable[[str], Any] = print) -> Path | None:
+    """The newest checkpoint under ``root`` that verifies; damaged newer ones are reported and skipped."""
+    for _, directory in reversed(checkpoint_steps(root)):
+        try:
+            verify_checkpoint(directory)
+        except ConfigError as error:
+            warn(f"skipping {error}")
+            continue
+        return directory
+    return None
