@@ -347,10 +347,9 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                 if telemetry:
                     console.print(evaluation_table(state.step, per_step))
                     telemetry.log("eval", state.step, mse={band: r["model"] for band, r in means.items()})
-                if promotion_due(stage, curriculum, state.step, means[band_label(stage.components)]["model"]):
-                    say(
-                        f"step {state.step}: promoted past stage {curriculum.stage + 1} ({band_label(stage.components)})"
-                    )
+                band = band_label(stage.components)
+                if promotion_due(stage, curriculum, state.step, means[band]["model"]):
+                    say(f"step {state.step}: promoted past stage {curriculum.stage + 1} {band}")
                     curriculum.advance(state.step)
             if stop_agreed(stop):
                 last_saved = save()
