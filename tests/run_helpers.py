@@ -1,0 +1,66 @@
+"""Tiny run configs and helpers to run the trainer in-process or as a real subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+[train]
+batch_size = 32
+lr = 3e-3
+warmup_steps = 3
+log_every = 5
+checkpoint_every = 5
+keep_last = 2
+[eval]
+every = 4
+batches = 1
+batch_size = 64
+[signal]
+lookback = 100
+horizon = 10
+[model]
+hidden = 16
+encoder_width = 16
+[[stages]]
+components = [3, 5]
+steps = 13
+[[stages]]
+components = [3, 8]
+steps = 7
+noise = 0.05
+"""
+
+
+def write_config(directory: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
+    """Write a config file and return its path."""
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digests(directory: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``directory``."""
+    return {str(p.relative_to(directory)): digest(p) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def cli_command(*args: str) -> list[str]:
+    """The argv that runs the CLI in a fresh interpreter."""
+    return [sys.executable, "-m", "harmonic_forecast", *args]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the CLI to completion in a subprocess."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)

@@ -1,0 +1,210 @@
+"""Exact resume, checkpoint integrity, bad checkpoints, stop signals, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint
+from harmonic_forecast.cli import main
+from harmonic_forecast.run_config import load_run_config
+from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, train
+from tests.run_helpers import ROOT, TINY, cli_command, digest, run_cli, tree_digests, write_config
+
+
+def _train(tmp_path: Path, name: str, text: str = TINY, **kwargs) -> Path:
+    config = load_run_config(write_config(tmp_path, text, f"{name}.toml"))
+    train(config, tmp_path / name, **kwargs)
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("full"), "full")
+
+
+def test_checkpoints_are_written_rotated_and_verified(uninterrupted: Path) -> None:
+    steps = [step for step, _ in checkpoint_steps(uninterrupted / "checkpoints")]
+    assert steps == [15, 20]  # every 5 steps, keep_last = 2, the last one at the end
+    newest = latest_checkpoint(uninterrupted / "checkpoints")
+    assert newest is not None and newest.name == "step_20"
+    names = {p.name for p in newest.iterdir()}
+    assert {"model.safetensors", "config.json", "optimizer.pt", "rng.pt", "trainer_state.json"} <= names
+    state = json.loads((newest / "trainer_state.json").read_text())
+    assert state["step"] == 20 and state["samples_seen"] == 640 and state["stage_samples"] == [13 * 32, 7 * 32]
+    assert state["curriculum"] == {"stage": 1, "stage_start": 13} and state["stream"] == {"position": 20}
+    assert digest(newest / "model.safetensors") == digest(uninterrupted / "model" / "model.safetensors")
+
+
+@pytest.mark.parametrize("stop_at", [10, 13, 17])
+def test_stopped_and_resumed_run_is_bitwise_identical(tmp_path: Path, uninterrupted: Path, stop_at: int) -> None:
+    """Stage 1 ends at step 13: the boundary falls after, at and before the interruption."""
+    _train(tmp_path, "split", max_steps=stop_at)
+    assert latest_checkpoint(tmp_path / "split" / "checkpoints").name == f"step_{stop_at}"
+    _train(tmp_path, "split", resume="auto")
+    full = load_file(str(uninterrupted / "model" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "split" / "model" / "model.safetensors"))
+    assert all(torch.equal(full[name], resumed[name]) for name in full)
+    assert digest(tmp_path / "split" / "model" / "model.safetensors") == digest(
+        uninterrupted / "model" / "model.safetensors"
+    )
+
+
+def test_promotion_rule_is_resumed_exactly(tmp_path: Path) -> None:
+    text = TINY.replace("steps = 13", "steps = 13\npromote_below = 10.0\nmin_steps = 6")
+    full = _train(tmp_path, "full", text)
+    records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records if r["kind"] == "train"] == [0, 1, 1]  # promoted at step 8, ends at 15
+    state = json.loads((full / "checkpoints" / "step_15" / "trainer_state.json").read_text())
+    assert state["curriculum"] == {"stage": 1, "stage_start": 8}
+    _train(tmp_path, "split", text, max_steps=6)
+    _train(tmp_path, "split", text, resume="auto")
+    assert digest(full / "model" / "model.safetensors") == digest(tmp_path / "split" / "model" / "model.safetensors")
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path: Path) -> None:
+    whole = _train(tmp_path, "whole", TINY.replace("steps = 7", "steps = 2"))
+    halves = _train(
+        tmp_path, "halves", TINY.replace("steps = 7", "steps = 2").replace("[eval]", "grad_accum = 2\n[eval]")
+    )
+    a = load_file(str(whole / "model" / "model.safetensors"))
+    b = load_file(str(halves / "model" / "model.safetensors"))
+    assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a)
+
+
+def _damage(checkpoint: Path, how: str) -> None:
+    weights = checkpoint / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[:-64])
+    elif how == "corrupt":
+        data = bytearray(weights.read_bytes())
+        data[-10] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif how == "incomplete":
+        (checkpoint / "manifest.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated", "missing or truncated"),
+        ("corrupt", "corrupt (checksum mismatch)"),
+        ("incomplete", "not a complete checkpoint"),
+        ("absent", "no such checkpoint directory"),
+        ("architecture", "checkpoint of another architecture"),
+        ("batch", "saved with train.batch_size = 32"),
+    ],
+)
+def test_bad_checkpoints_exit_2_and_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, message: str
+) -> None:
+    output = _train(tmp_path, "run", max_steps=10)
+    checkpoint = output / "checkpoints" / "step_10"
+    config = write_config(tmp_path)
+    if how == "architecture":
+        config = write_config(tmp_path, TINY.replace("hidden = 16", "hidden = 24"))
+    elif how == "batch":
+        config = write_config(tmp_path, TINY.replace("batch_size = 32", "batch_size = 64"))
+    else:
+        _damage(checkpoint, how)
+    target = tmp_path / "nowhere" if how == "absent" else checkpoint
+    before = tree_digests(output)
+    capsys.readouterr()
+    status = main(["train", "--config", str(config), "--output-dir", str(output), "--resume", str(target)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert tree_digests(output) == before
+
+
+def test_auto_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path, uninterrupted: Path) -> None:
+    _train(tmp_path, "run", max_steps=10)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    _damage(checkpoints / "step_10", "corrupt")
+    assert latest_checkpoint(checkpoints, warn=lambda message: None).name == "step_5"
+    _train(tmp_path, "run", resume="auto")
+    assert digest(tmp_path / "run" / "model" / "model.safetensors") == digest(
+        uninterrupted / "model" / "model.safetensors"
+    )
+
+
+def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None:
+    text = TINY.replace("lr = 3e-3", "lr = 1e30").replace("log_every = 5", "log_every = 1000")
+    text = text.replace("checkpoint_every = 5", "checkpoint_every = 1").replace("keep_last = 2", "keep_last = 50")
+    write_config(tmp_path, text)
+    result = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == EXIT_DIVERGED, result.stderr[-2000:]
+    assert "non-finite" in result.stderr
+    saved = checkpoint_steps(tmp_path / "out" / "checkpoints")
+    for _, directory in saved:
+        weights = load_file(str(directory / "model.safetensors"))
+        assert all(torch.isfinite(t).all() for t in weights.values())
+    assert not (tmp_path / "out" / "model").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, uninterrupted: Path) -> None:
+    text = TINY.replace("steps = 7", "steps = 3000").replace("log_every = 5", "log_every = 1")
+    text = text.replace("checkpoint_every = 5", "checkpoint_every = 100000")
+    write_config(tmp_path, text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        cli_command("train", "--config", "tiny.toml", "--output-dir", "out"),
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics = tmp_path / "out" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 30):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_PREEMPTED, stderr[-2000:]
+    newest = latest_checkpoint(tmp_path / "out" / "checkpoints")
+    assert newest is not None
+    step = json.loads((newest / "trainer_state.json").read_text())["step"]
+    assert 30 <= step < 3013
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
+    text = TINY.replace("steps = 7", "steps = 400").replace("checkpoint_every = 5", "checkpoint_every = 2")
+    text = text.replace("hidden = 16", "hidden = 64").replace("log_every = 5", "log_every = 50")
+    config = write_config(tmp_path, text)
+    full = _train(tmp_path, "full", text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = cli_command("train", "--config", str(config), "--output-dir", "killed", "--resume", "auto")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    rng = random.Random(0)
+    kills, expected_resumes, torn_writes = 0, [], 0
+    while True:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills >= 10 and torn_writes > 0:
+            assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+            break
+        first = checkpoint_steps(checkpoints)
+        deadline = time.time() + 60  # kill once this run has made progress, at a random moment
+        while time.time() < deadline and checkpoint_steps(checkpoints) == first and process.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        torn_writes += any(p.name.startswith(".tmp-") for p in checkpoints.iterdir())
+        newest = latest_checkpoint(checkpoints, warn=lambda message: None)
+        expected_resumes.append(str(newest))
+        assert kills < 40, "never caught a checkpoint write in progress"
+    records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    resumes = [r["checkpoint"] for r in records if r["kind"] == "resume"]
+    assert kills >= 10 and torn_writes >= 1
+    assert resumes == [str(Path(p).relative_to(tmp_path)) if not Path(p).is_absolute() else p for p in expected_resumes]
+    assert digest(tmp_path / "killed" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
