@@ -201,10 +201,10 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
         kills += 1
         torn_writes += any(p.name.startswith(".tmp-") for p in checkpoints.iterdir())
         newest = latest_checkpoint(checkpoints, warn=lambda message: None)
-        expected_resumes.append(str(newest))
+        expected_resumes.append(newest.name if newest else None)
         assert kills < 40, "never caught a checkpoint write in progress"
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     resumes = [r["checkpoint"] for r in records if r["kind"] == "resume"]
     assert kills >= 10 and torn_writes >= 1
-    assert resumes == [str(Path(p).relative_to(tmp_path)) if not Path(p).is_absolute() else p for p in expected_resumes]
+    assert [Path(r).name for r in resumes] == [name for name in expected_resumes if name]
     assert digest(tmp_path / "killed" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
