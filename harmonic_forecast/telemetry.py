@@ -36,16 +36,16 @@ class Telemetry:
         if wandb_enabled:
             import wandb
 
-            self.run_id = run_id or wandb.util.generate_id()
             self._wandb = wandb.init(
                 project=wandb_project,
                 name=wandb_name or None,
-                id=self.run_id,
-                resume="allow",
+                id=run_id,
+                resume="allow" if run_id else None,
                 mode=wandb_mode,
                 dir=str(output_dir),
                 config=config,
             )
+            self.run_id = self._wandb.id
 
     def log(self, kind: str, step: int, **values: Any) -> None:
         """Record ``values`` of type ``kind`` at ``step``."""

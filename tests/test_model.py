@@ -10,7 +10,7 @@ import torch
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
-from harmonic_forecast.model import ModelConfig, SeedGRUForecaster
+from harmonic_forecast.model import LSTMForecaster, ModelConfig, SeedGRUForecaster, Seq2SeqGRUForecaster
 from tests.device_recorder import DeviceRecorder
 
 
@@ -82,3 +82,36 @@ def test_losses() -> None:
     early = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     assert weighted_mse(early, target[:1]) > weighted_mse(late, target[:1])
     assert mse(early, target[:1]) == mse(late, target[:1])
+
+
+def test_lstm_objective_is_next_step_and_forecast_is_autoregressive() -> None:
+    torch.manual_seed(0)
+    model = LSTMForecaster(ModelConfig(kind="lstm", hidden=8))
+    lookback, target = torch.randn(3, 100), torch.randn(3, 10)
+    signal = torch.cat([lookback, target], dim=1)
+    output, _ = model.lstm(signal[:, :-1].unsqueeze(-1))
+    expected = mse(model.readout(output).squeeze(-1), signal[:, 1:])
+    torch.testing.assert_close(model.training_loss(lookback, target, weighted_mse), expected)
+    forecast = model(lookback)
+    extended = torch.cat([lookback, forecast[:, :1]], dim=1)
+    torch.testing.assert_close(model(extended)[:, 0], forecast[:, 1], atol=1e-5, rtol=0)
+
+
+def test_seq2seq_teacher_forcing_uses_the_true_previous_values() -> None:
+    torch.manual_seed(0)
+    model = Seq2SeqGRUForecaster(ModelConfig(kind="seq2seq_gru", hidden=10))
+    assert model.decoder.hidden_size == 10 + 2 * 51
+    lookback, target = torch.randn(4, 100), torch.randn(4, 10)
+    forced = model.training_loss(lookback, target, lambda prediction, _: prediction.sum())
+    changed = target.clone()
+    changed[:, -1] += 1.0  # the last true value is never fed to the decoder
+    assert torch.equal(forced, model.training_loss(lookback, changed, lambda prediction, _: prediction.sum()))
+    changed[:, 0] += 1.0  # the first one is
+    assert not torch.equal(forced, model.training_loss(lookback, changed, lambda prediction, _: prediction.sum()))
+    assert model(lookback).shape == (4, 10)
+
+
+def test_loading_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
+    LSTMForecaster(ModelConfig(kind="lstm", hidden=8)).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="holds a lstm model"):
+        SeedGRUForecaster.from_pretrained(tmp_path)
