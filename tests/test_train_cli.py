@@ -90,6 +90,12 @@ def test_max_steps_and_overrides(tmp_path: Path) -> None:
         (("horizon = 10", "horizon = 10\nnoize = 1"), "signal.noize: unknown key"),
         (("[eval]", "[evaluation]"), "config.evaluation: unknown key"),
         (("lookback = 100", "lookback = 100\n[[["), "invalid TOML"),
+        (("lr = 3e-3", 'lr = "fast"'), "train.lr: expected a number"),
+        (("log_every = 10", "log_every = 10\ngrad_accum = 3"), "train.grad_accum"),
+        (("steps = 30\n[[stages]]", "steps = 30\nsamples = 100\n[[stages]]"), "give steps or samples"),
+        (("steps = 30\n[[stages]]", "steps = 30\npromote_below = -1.0\n[[stages]]"), "stages[0].promote_below"),
+        (("[eval]", '[wandb]\nmode = "cloud"\n[eval]'), "wandb.mode"),
+        (("[eval]", "[wandb]\nenabled = 1\n[eval]"), "wandb.enabled"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(
@@ -106,3 +112,11 @@ def test_bad_configs_exit_2_with_one_line(
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_run_config(tmp_path / "absent.toml")
+
+
+def test_seed_45_config_reproduces_the_seed_curriculum() -> None:
+    config = load_run_config(ROOT / "configs" / "seed_45.toml")
+    assert [stage.components for stage in config.stages] == [(3, 10), (3, 20), (3, 30), (3, 45)]
+    assert config.signal.lookback == 100 and config.signal.horizon == 10 and config.signal.periods == (10, 100)
+    assert config.model.kind == "seed_gru" and config.model.hidden == 140
+    assert 29_900_000 <= config.total_steps * config.train.batch_size <= 30_100_000
