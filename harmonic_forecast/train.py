@@ -285,9 +285,10 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
         return directory
 
     def stop_agreed(stop: StopRequest) -> bool:
+        if accelerator.num_processes == 1:
+            return stop.requested
         flag = torch.tensor(float(stop.requested), device=accelerator.device)
-        if accelerator.num_processes > 1:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag)
 
     progress = Progress(
@@ -346,7 +347,12 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                 means = mean_over_steps(per_step)
                 if telemetry:
                     console.print(evaluation_table(state.step, per_step))
-                    telemetry.log("eval", state.step, mse={band: r["model"] for band, r in means.items()})
+                    telemetry.log(
+                        "eval",
+                        state.step,
+                        mse={band: r["model"] for band, r in means.items()},
+                        per_step={band: r["model"] for band, r in per_step.items()},
+                    )
                 band = band_label(stage.components)
                 if promotion_due(stage, curriculum, state.step, means[band]["model"]):
                     say(f"step {state.step}: promoted past stage {curriculum.stage + 1} {band}")

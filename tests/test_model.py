@@ -10,7 +10,7 @@ import torch
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
-from harmonic_forecast.model import LSTMForecaster, ModelConfig, SeedGRUForecaster, Seq2SeqGRUForecaster
+from harmonic_forecast.model import LSTMForecaster, ModelConfig, SeedGRUForecaster, Seq2SeqGRUForecaster, build_model
 from tests.device_recorder import DeviceRecorder
 
 
@@ -65,10 +65,13 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
     assert "\n" not in str(error.value)
 
 
-def test_forward_touches_only_the_model_device() -> None:
-    model = SeedGRUForecaster(ModelConfig()).to("meta")
+@pytest.mark.parametrize("kind", ["seed_gru", "lstm", "seq2seq_gru"])
+def test_forward_and_training_loss_touch_only_the_model_device(kind: str) -> None:
+    model = build_model(ModelConfig(kind=kind, hidden=16)).to("meta")
+    lookback, target = torch.empty(8, 100, device="meta"), torch.empty(8, 10, device="meta")
     with DeviceRecorder() as recorder:
-        forecast = model(torch.empty(8, 100, device="meta"))
+        forecast = model(lookback)
+        model.training_loss(lookback, target, weighted_mse)
     assert recorder.devices == {"meta"} and forecast.shape == (8, 10)
 
 
