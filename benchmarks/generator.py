@@ -10,21 +10,20 @@ Usage: ``python benchmarks/generator.py [--quick] [--seconds S] [--output PATH]`
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-import math
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from common import Batch, SeedStyleSignals, forever, format_ratio, parse_arguments, sci, synchronize
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.cpu_allocator import keep_freed_memory
@@ -34,94 +33,36 @@ LOOKBACK, HORIZON = 100, 10
 PERIODS = (10, 100)
 BANDS = ((3, 10), (3, 45))
 SEED_BATCH = 128
-SEED_DATASET_SIZE = 1 << 20
 BATCHES = (1024, 4096, 16384, 65536)
 QUICK_BATCHES = (1024, 16384)
 CUDA_EXTRA_BATCH = 262144
 TARGET_BAND, TARGET_RATIO = (3, 45), 100.0
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-Batch = tuple[torch.Tensor, ...]
-
-
-class SeedStyleSignals(Dataset):
-    """One numpy-made signal per item, as the seed notebook generates them: ``(lookback, target)``."""
-
-    def __init__(self, components: tuple[int, int], size: int = SEED_DATASET_SIZE) -> None:
-        self.components = components
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        k = np.random.randint(*self.components)
-        periods = np.random.randint(*PERIODS, k)
-        phases = np.random.rand(k) * 2 * np.pi
-        amplitudes = np.random.rand(k)
-        amplitudes /= amplitudes.sum()
-        t = np.arange(LOOKBACK + HORIZON)
-        x = sum(a * np.sin(2 * np.pi * t / p + phi) for a, p, phi in zip(amplitudes, periods, phases, strict=True))
-        x /= np.max(np.abs(x))
-        return torch.tensor(x[:LOOKBACK], dtype=torch.float32), torch.tensor(x[LOOKBACK:], dtype=torch.float32)
-
-
-def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
-    """Iterate ``batches`` again and again (a DataLoader epoch ends, the benchmark does not)."""
-    while True:
-        yield from batches
-
 
 def _throughput(batches: Iterator[Batch], seconds: float, device: torch.device) -> float:
     """Signals per second over whole batches after one warm-up batch, for at least ``seconds``."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     next(batches)
-    sync()
+    synchronize(device)
     signals, start = 0, time.perf_counter()
     while True:
         signals += len(next(batches)[0])
-        sync()
+        synchronize(device)
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return signals / elapsed
 
 
-def _sci(value: float) -> str:
-    """Three significant digits in compact scientific notation, e.g. ``1.02e6``."""
-    exponent = math.floor(math.log10(value)) if value > 0 else 0
-    mantissa = f"{value / 10**exponent:.2f}".rstrip("0").rstrip(".")
-    if mantissa == "10":  # rounding carried into the next decade
-        mantissa, exponent = "1", exponent + 1
-    return f"{mantissa}e{exponent}"
-
-
-def _ratio(value: float) -> str:
-    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
-
-
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Signal-generation throughput: HarmonicStream vs a seed-style pipeline."
-    )
-    parser.add_argument("--quick", action="store_true", help="0.5 s per case, batch sizes 1024 and 16384 only")
-    parser.add_argument("--seconds", type=float, default=None, help="time budget per case (default 2.0, quick 0.5)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
-    args = parser.parse_args(argv)
-    if args.seconds is None:
-        args.seconds = 0.5 if args.quick else 2.0
-    if args.seconds <= 0:
-        parser.error(f"--seconds: must be > 0, got {args.seconds}")
-    return args
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table and verdict, write the JSON and return it."""
     allocator_tuned = keep_freed_memory()
-    args = _parse(argv)
+    args = parse_arguments(
+        argv,
+        "Signal-generation throughput: HarmonicStream vs a seed-style pipeline.",
+        2.0,
+        0.5,
+        "0.5 s per case, batch sizes 1024 and 16384 only",
+    )
     today, host = datetime.date.today().isoformat(), socket.gethostname()
     output = args.output or RESULTS_DIR / f"generator-{today}-{host}.json"
     batch_sizes = QUICK_BATCHES if args.quick else BATCHES
@@ -137,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     baseline: dict[str, float] = {}
     for components in BANDS:
         loader = DataLoader(SeedStyleSignals(components), batch_size=SEED_BATCH, shuffle=True, num_workers=0)
-        baseline[band_label(components)] = _throughput(_forever(loader), args.seconds, cpu)
+        baseline[band_label(components)] = _throughput(forever(loader), args.seconds, cpu)
 
     results: list[dict[str, Any]] = []
     for device, batch in cases:
@@ -160,10 +101,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for column in ("device", "band", "batch", "signals/s", "× seed-style"):
         table.add_column(column, justify="left" if column in ("device", "band") else "right")
     for band, rate in baseline.items():
-        table.add_row("cpu (seed-style)", band, str(SEED_BATCH), _sci(rate), "1x")
+        table.add_row("cpu (seed-style)", band, str(SEED_BATCH), sci(rate), "1x")
     for row in sorted(results, key=lambda r: (r["device"], r["band"], r["batch"])):
         table.add_row(
-            row["device"], row["band"], str(row["batch"]), _sci(row["signals_per_s"]), _ratio(row["ratio_vs_seed"])
+            row["device"], row["band"], str(row["batch"]), sci(row["signals_per_s"]), format_ratio(row["ratio_vs_seed"])
         )
     console = Console(highlight=False, soft_wrap=True)
     console.print(table)
@@ -174,14 +115,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         best = max((r for r in results if r["device"] == "cpu" and r["band"] == band), key=lambda r: r["signals_per_s"])
         best_ratio[band] = best["ratio_vs_seed"]
         console.print(
-            f"{band} cpu: best {_sci(best['signals_per_s'])} signals/s at batch {best['batch']} = "
-            f"{_ratio(best['ratio_vs_seed'])} the seed-style pipeline ({_sci(baseline[band])} signals/s)"
+            f"{band} cpu: best {sci(best['signals_per_s'])} signals/s at batch {best['batch']} = "
+            f"{format_ratio(best['ratio_vs_seed'])} the seed-style pipeline ({sci(baseline[band])} signals/s)"
         )
     target = best_ratio[band_label(TARGET_BAND)]
     verdict = "met" if target >= TARGET_RATIO else "NOT met"
     console.print(
         f"target: {band_label(TARGET_BAND)} on CPU >= {TARGET_RATIO:.0f}x the seed-style pipeline: {verdict} "
-        f"({_ratio(target)} with {torch.get_num_threads()} threads; the target assumes a 2-core CPU)"
+        f"({format_ratio(target)} with {torch.get_num_threads()} threads; the target assumes a 2-core CPU)"
     )
 
     report: dict[str, Any] = {

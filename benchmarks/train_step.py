@@ -14,21 +14,20 @@ Usage: ``python benchmarks/train_step.py [--quick] [--seconds S] [--output PATH]
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-import math
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from common import Batch, SeedStyleSignals, forever, format_ratio, parse_arguments, sci, synchronize
 from rich.console import Console
 from rich.table import Table
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.cpu_allocator import keep_freed_memory
@@ -41,47 +40,11 @@ PERIODS = (10, 100)
 BAND = (3, 45)
 LEARNING_RATE = 1e-3
 WARMUP_STEPS = 2
-SEED_DATASET_SIZE = 1 << 20
 BATCHES = (128, 1024, 8192)
 QUICK_BATCHES = (128, 1024)
 SEED_STYLE, STREAM = "seed-style", "stream"
 TARGET_RATIO, TARGET_DATA_FRACTION = 2.0, 0.05
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-Batch = tuple[torch.Tensor, ...]
-
-
-class SeedStyleSignals(Dataset):
-    """One numpy-made signal per item, like the seed notebook's ``generate_signal``: ``(lookback, target)``."""
-
-    def __init__(self, components: tuple[int, int], size: int = SEED_DATASET_SIZE) -> None:
-        self.components = components
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        count = np.random.randint(*self.components)
-        periods = np.random.randint(*PERIODS, count)
-        phases = np.random.rand(count) * 2 * np.pi
-        amplitudes = np.random.rand(count)
-        amplitudes /= amplitudes.sum()
-        t = np.arange(LOOKBACK + HORIZON)
-        x = sum(a * np.sin(2 * np.pi * t / p + phi) for a, p, phi in zip(amplitudes, periods, phases, strict=True))
-        x /= np.max(np.abs(x))
-        return torch.tensor(x[:LOOKBACK], dtype=torch.float32), torch.tensor(x[LOOKBACK:], dtype=torch.float32)
-
-
-def _forever(batches: Iterable[Batch]) -> Iterator[Batch]:
-    """Iterate ``batches`` again and again (a DataLoader epoch ends, the benchmark does not)."""
-    while True:
-        yield from batches
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _train_rate(batches: Iterator[Batch], device: torch.device, seconds: float) -> tuple[float, int, float]:
@@ -96,7 +59,7 @@ def _train_rate(batches: Iterator[Batch], device: torch.device, seconds: float) 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        _sync(device)
+        synchronize(device)
         return len(lookback)
 
     start = time.perf_counter()
@@ -118,46 +81,24 @@ def _data_seconds(batches: Iterator[Batch], count: int, device: torch.device) ->
     start = time.perf_counter()
     for _ in range(count):
         next(batches)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
-
-
-def _sci(value: float) -> str:
-    """Three significant digits in compact scientific notation, e.g. ``1.02e6``."""
-    exponent = math.floor(math.log10(value)) if value > 0 else 0
-    mantissa = f"{value / 10**exponent:.2f}".rstrip("0").rstrip(".")
-    if mantissa == "10":  # rounding carried into the next decade
-        mantissa, exponent = "1", exponent + 1
-    return f"{mantissa}e{exponent}"
-
-
-def _ratio(value: float) -> str:
-    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
 
 
 def _percent(fraction: float) -> str:
     return f"{100 * fraction:.1f}%"
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="End-to-end training throughput: HarmonicStream vs a seed-style loop, same model and batch."
-    )
-    parser.add_argument("--quick", action="store_true", help="1.0 s per case, batch sizes 128 and 1024 only")
-    parser.add_argument("--seconds", type=float, default=None, help="time budget per case (default 3.0, quick 1.0)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
-    args = parser.parse_args(argv)
-    if args.seconds is None:
-        args.seconds = 1.0 if args.quick else 3.0
-    if args.seconds <= 0:
-        parser.error(f"--seconds: must be > 0, got {args.seconds}")
-    return args
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table and verdicts, write the JSON and return it."""
     allocator_tuned = keep_freed_memory()
-    args = _parse(argv)
+    args = parse_arguments(
+        argv,
+        "End-to-end training throughput: HarmonicStream vs a seed-style loop, same model and batch.",
+        3.0,
+        1.0,
+        "1.0 s per case, batch sizes 128 and 1024 only",
+    )
     today, host = datetime.date.today().isoformat(), socket.gethostname()
     output = args.output or RESULTS_DIR / f"train_step-{today}-{host}.json"
     batch_sizes = QUICK_BATCHES if args.quick else BATCHES
@@ -172,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for device in devices:
         for batch in batch_sizes:
             loader = DataLoader(SeedStyleSignals(BAND), batch_size=batch, shuffle=True, num_workers=0)
-            seed_batches = _forever(loader)
+            seed_batches = forever(loader)
             seed_rate, steps, elapsed = _train_rate(seed_batches, device, args.seconds)
             seed_data = _data_seconds(seed_batches, steps, device)
             results.append(
@@ -210,9 +151,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row["pipeline"],
             row["device"],
             str(row["batch"]),
-            _sci(row["samples_per_s"]),
+            sci(row["samples_per_s"]),
             _percent(row["data_fraction"]),
-            _ratio(ratio),
+            format_ratio(ratio),
         )
     console = Console(highlight=False, soft_wrap=True)
     console.print(table)
@@ -223,8 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seed_row, stream_row = rows[SEED_STYLE, device.type, batch], rows[STREAM, device.type, batch]
             ratio = ratios[device.type][str(batch)]
             line = (
-                f"batch {batch} {device.type}: stream {_sci(stream_row['samples_per_s'])} samples/s = {_ratio(ratio)} "
-                f"the seed-style loop ({_sci(seed_row['samples_per_s'])}); "
+                f"batch {batch} {device.type}: stream {sci(stream_row['samples_per_s'])} samples/s = "
+                f"{format_ratio(ratio)} "
+                f"the seed-style loop ({sci(seed_row['samples_per_s'])}); "
                 f"data {_percent(stream_row['data_fraction'])} of the step "
                 f"(seed-style {_percent(seed_row['data_fraction'])})"
             )
@@ -239,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     best = max(ratios["cpu"].values())
     console.print(
-        f"train_vs_seed: best CPU ratio {_ratio(best)} (the targets assume a 2-core CPU; "
+        f"train_vs_seed: best CPU ratio {format_ratio(best)} (the targets assume a 2-core CPU; "
         f"this run used {threads} threads)"
     )
 

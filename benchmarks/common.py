@@ -1,0 +1,93 @@
+"""Pieces the benchmark scripts share: the seed-style data pipeline, timing helpers, number formats."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+Batch = tuple[torch.Tensor, ...]
+
+
+class SeedStyleSignals(Dataset):
+    """One numpy-made signal per item, as the seed notebook's ``generate_signal``: ``(lookback, target)``."""
+
+    def __init__(
+        self,
+        components: tuple[int, int],
+        lookback: int = 100,
+        horizon: int = 10,
+        periods: tuple[int, int] = (10, 100),
+        size: int = 1 << 20,
+    ) -> None:
+        self.components, self.lookback, self.horizon, self.periods, self.size = (
+            components,
+            lookback,
+            horizon,
+            periods,
+            size,
+        )
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = np.random.randint(*self.components)
+        periods = np.random.randint(*self.periods, k)
+        phases = np.random.rand(k) * 2 * np.pi
+        amplitudes = np.random.rand(k)
+        amplitudes /= amplitudes.sum()
+        t = np.arange(self.lookback + self.horizon)
+        x = sum(a * np.sin(2 * np.pi * t / p + phi) for a, p, phi in zip(amplitudes, periods, phases, strict=True))
+        x /= np.max(np.abs(x))
+        lookback, target = x[: self.lookback], x[self.lookback :]
+        return torch.tensor(lookback, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+
+
+def forever(batches: Iterable[Batch]) -> Iterator[Batch]:
+    """Iterate ``batches`` again and again (a DataLoader epoch ends, a benchmark does not)."""
+    while True:
+        yield from batches
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so the clock measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def sci(value: float) -> str:
+    """Three significant digits in compact scientific notation, e.g. ``1.02e6``."""
+    exponent = math.floor(math.log10(value)) if value > 0 else 0
+    mantissa = f"{value / 10**exponent:.2f}".rstrip("0").rstrip(".")
+    if mantissa == "10":  # rounding carried into the next decade
+        mantissa, exponent = "1", exponent + 1
+    return f"{mantissa}e{exponent}"
+
+
+def format_ratio(value: float) -> str:
+    """A speed ratio such as ``260x`` or ``2.3x``."""
+    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
+
+
+def parse_arguments(
+    argv: list[str] | None, description: str, seconds: float, quick_seconds: float, quick_help: str
+) -> argparse.Namespace:
+    """``--quick``, ``--seconds`` (per case) and ``--output`` (JSON path), shared by every benchmark."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--seconds", type=float, default=None, help=f"time per case (default {seconds:g}, quick {quick_seconds:g})"
+    )
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = quick_seconds if args.quick else seconds
+    if args.seconds <= 0:
+        parser.error(f"--seconds: must be > 0, got {args.seconds}")
+    return args
