@@ -151,7 +151,8 @@ def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, uninterrupted: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, stop_signal: signal.Signals) -> None:
     text = TINY.replace("steps = 7", "steps = 3000").replace("log_every = 5", "log_every = 1")
     text = text.replace("checkpoint_every = 5", "checkpoint_every = 100000")
     write_config(tmp_path, text)
@@ -164,7 +165,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, uninte
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 30):
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == EXIT_PREEMPTED, stderr[-2000:]
     newest = latest_checkpoint(tmp_path / "out" / "checkpoints")
