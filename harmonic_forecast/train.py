@@ -335,7 +335,7 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
             if state.step % config.train.log_every == 0 or state.step == limit:
                 if bool(nonfinite):
                     raise DivergedError(f"loss became non-finite by step {state.step}; lower train.lr (nothing saved)")
-                value = float(loss.detach())
+                value = float(accelerator.reduce(loss.detach(), reduction="mean"))  # the global batch's loss
                 speed = window_samples / (time.perf_counter() - window_start)
                 window_start, window_samples = time.perf_counter(), 0
                 label = f"stage {curriculum.stage + 1}/{len(config.stages)} {band_label(stage.components)}"

@@ -1,0 +1,96 @@
+"""Real multi-process training with ``accelerate launch`` (2 CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.run_helpers import ROOT, TINY, run_cli, write_config
+
+LAUNCH_CONFIG = ROOT / "launch" / "accelerate" / "cpu_2proc.yaml"
+pytestmark = pytest.mark.slow
+
+
+def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(LAUNCH_CONFIG),
+        "-m", "harmonic_forecast", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
+
+
+def _records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, lines) if record["kind"] == kind]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+def _assert_close_weights(a: Path, b: Path, atol: float = 2e-5) -> None:
+    first, second = _weights(a), _weights(b)
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], atol=atol, rtol=1e-4, msg=name)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("single")
+    write_config(directory)
+    result = run_cli("train", "--config", "tiny.toml", "--output-dir", "run", cwd=directory)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return directory / "run"
+
+
+def test_two_processes_follow_the_one_process_loss_curve(tmp_path: Path, single: Path) -> None:
+    write_config(tmp_path)
+    result = _launch("train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = _records(single, "train"), _records(tmp_path / "run", "train")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [5, 10, 15, 20]
+    for a, b in zip(one, two, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
+    print("samples/s 1 process:", [round(r["samples_per_s"]) for r in one])
+    print("samples/s 2 processes:", [round(r["samples_per_s"]) for r in two])
+    _assert_close_weights(single, tmp_path / "run")
+    final_one, final_two = _records(single, "final")[0], _records(tmp_path / "run", "final")[0]
+    for band, values in final_one["results"].items():
+        assert final_two["results"][band]["naive"] == pytest.approx(values["naive"], rel=1e-6)
+        assert final_two["results"][band]["model"] == pytest.approx(values["model"], rel=1e-3)
+
+
+@pytest.mark.parametrize("first, second", [("two", "one"), ("one", "two")])
+def test_resume_on_another_world_size(tmp_path: Path, single: Path, first: str, second: str) -> None:
+    write_config(tmp_path)
+    legs = {
+        "one": lambda *args: run_cli(*args, cwd=tmp_path),
+        "two": lambda *args: _launch(*args, cwd=tmp_path),
+    }
+    common = ("train", "--config", "tiny.toml", "--output-dir", "run")
+    result = legs[first](*common, "--max-steps", "10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_10" / "trainer_state.json").read_text())
+    assert state["world_size"] == (2 if first == "two" else 1)
+    result = legs[second](*common, "--resume", "auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = _records(tmp_path / "run", "train")
+    assert [r["step"] for r in resumed] == [5, 10, 15, 20]
+    _assert_close_weights(single, tmp_path / "run")
+
+
+def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
+    """Several short 2-process runs in a row all exit 0 (no abort at interpreter exit)."""
+    write_config(tmp_path, TINY.replace("steps = 13", "steps = 2").replace("steps = 7", "steps = 2"))
+    for attempt in range(3):
+        result = _launch("train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
