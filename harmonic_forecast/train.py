@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_
 
 EXIT_PREEMPTED = 3  # stopped by SIGTERM/SIGUSR1 after saving a checkpoint: requeue with --resume auto
 EXIT_DIVERGED = 4  # the loss became NaN/inf: nothing was saved from those weights
+PID_FILE = "trainer.pid"  # the main process's PID while it trains: where a SLURM trap sends SIGUSR1
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
@@ -84,12 +86,16 @@ class TrainingObjective(torch.nn.Module):
 
 
 class StopRequest(contextlib.AbstractContextManager):
-    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process."""
+    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process.
+
+    With ``pid_file`` the process's PID is written there meanwhile, so a job script can signal it.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    def __init__(self) -> None:
+    def __init__(self, pid_file: Path | None = None) -> None:
         self.requested = False
+        self.pid_file = pid_file
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -97,9 +103,13 @@ class StopRequest(contextlib.AbstractContextManager):
 
     def __enter__(self) -> StopRequest:
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        if self.pid_file:
+            self.pid_file.write_text(f"{os.getpid()}\n")
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.pid_file:
+            self.pid_file.unlink(missing_ok=True)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -300,7 +310,7 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
         console=console,
         disable=not main,
     )
-    with StopRequest() as stop, progress:
+    with StopRequest(output_dir / PID_FILE if main else None) as stop, progress:
         task = progress.add_task("train", total=limit, completed=state.step, stage="", rate="-", loss="-")
         while curriculum.stage < len(config.stages) and state.step < limit:
             stage = config.stages[curriculum.stage]
