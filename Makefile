@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU install path pins torch (a CPU wheel, seconds to install); GPU users bring their own CUDA torch.
 TORCH_CPU ?= torch==2.13.0
+# DeepSpeed ships only a source archive that imports torch while building: build it against the
+# torch above (no isolated build environment, which would download another torch).
+DEEPSPEED ?= deepspeed==0.19.8
 PIP_INSTALL := $(PY) -m pip install --quiet $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: install test test-fast lint format train bench bench-quick clean
@@ -13,6 +16,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) "$(TORCH_CPU)"
+	$(PIP_INSTALL) --no-build-isolation "$(DEEPSPEED)" "transformers>=4.46"
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@
 

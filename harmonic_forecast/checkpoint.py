@@ -48,20 +48,29 @@ def checkpoint_steps(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None], keep_last: int) -> Path:
-    """Create ``root/step_<step>`` atomically; ``write_files(directory)`` fills it. Returns its path."""
-    final = root / f"step_{step}"
-    if final.exists():
-        return final
+def staging_directory(root: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` is assembled before it is committed."""
+    return root / f".tmp-step_{step}"
+
+
+def begin_checkpoint(root: Path, step: int) -> Path:
+    """Create an empty staging directory for ``step`` (replacing a stale one)."""
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".tmp-step_{step}"
+    staging = staging_directory(root, step)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    write_files(staging)
+    return staging
+
+
+def commit_checkpoint(root: Path, step: int, keep_last: int) -> Path:
+    """Fsync the staged files, write the manifest, rename to ``step_<step>`` and rotate old ones."""
+    staging, final = staging_directory(root, step), root / f"step_{step}"
     manifest = {}
-    for path in sorted(staging.iterdir()):
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         _fsync_path(path)
-        manifest[path.name] = {"bytes": path.stat().st_size, "sha256": _digest(path)}
+        manifest[str(path.relative_to(staging))] = {"bytes": path.stat().st_size, "sha256": _digest(path)}
+    for directory in sorted((p for p in staging.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_path(directory)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     _fsync_path(staging / MANIFEST)
     _fsync_path(staging)
@@ -69,6 +78,15 @@ def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None],
     _fsync_path(root)
     _rotate(root, keep_last)
     return final
+
+
+def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None], keep_last: int) -> Path:
+    """Create ``root/step_<step>`` atomically; ``write_files(directory)`` fills it. Returns its path."""
+    final = root / f"step_{step}"
+    if final.exists():
+        return final
+    write_files(begin_checkpoint(root, step))
+    return commit_checkpoint(root, step, keep_last)
 
 
 def _rotate(root: Path, keep_last: int) -> None:

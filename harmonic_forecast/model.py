@@ -76,14 +76,18 @@ class Forecaster(nn.Module):
         """The training objective; by default ``loss`` of the free-running forecast."""
         return loss(self(lookback).float(), target)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+    def save_pretrained(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``.
+
+        ``state_dict`` replaces the module's own (for weights gathered from sharded training).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         values = dataclasses.asdict(self.config)
         config = {"model_type": values.pop("kind"), **values}
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        tensors = self.state_dict() if state_dict is None else state_dict
+        weights = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
         save_file(weights, str(directory / WEIGHTS_FILE))
 
     @classmethod

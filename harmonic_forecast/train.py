@@ -24,13 +24,16 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from harmonic_forecast.checkpoint import (
+    begin_checkpoint,
     clean_leftovers,
+    commit_checkpoint,
     latest_checkpoint,
+    staging_directory,
     verify_checkpoint,
-    write_checkpoint,
 )
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
@@ -48,6 +51,7 @@ PID_FILE = "trainer.pid"  # the main process's PID while it trains: where a SLUR
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
+DEEPSPEED_TAG = "deepspeed"  # subdirectory of a checkpoint with DeepSpeed's own model/optimizer shards
 
 
 class DivergedError(RuntimeError):
@@ -190,9 +194,13 @@ def _read_state(directory: Path, config: RunConfig) -> dict[str, Any]:
     return state
 
 
-def _write_files(directory: Path, model: Forecaster, optimizer: Any, state: dict[str, Any]) -> None:
-    model.save_pretrained(directory)
-    torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
+def _write_files(
+    directory: Path, model: Forecaster, weights: dict[str, torch.Tensor], optimizer: Any, state: dict[str, Any]
+) -> None:
+    """Weights, optimizer (unless DeepSpeed wrote its own shards), RNG and trainer state."""
+    model.save_pretrained(directory, weights)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
@@ -201,15 +209,50 @@ def _write_files(directory: Path, model: Forecaster, optimizer: Any, state: dict
 
 
 def _weights_finite(model: torch.nn.Module, optimizer: Any) -> bool:
-    tensors = [p for p in model.parameters()]
-    tensors += [v for s in optimizer.state_dict()["state"].values() for v in s.values() if torch.is_tensor(v)]
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    tensors = [*model.parameters(), *_tensors(optimizer.state_dict())]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def build_accelerator(config: RunConfig) -> Accelerator:
+    """Accelerate for this run: bf16 on GPUs, fp32 and gloo on CPUs, DeepSpeed when launched with it.
+
+    Without GPUs Accelerate's DeepSpeed path picks no process-group backend and quietly runs every
+    rank alone, so gloo is named explicitly. DeepSpeed's clipping and micro-batch come from our config.
+    """
+    has_cuda = torch.cuda.is_available()
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    cpu = config.train.device == "cpu" or (config.train.device == "auto" and not has_cuda and not deepspeed)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if distributed and not has_cuda else []
+    accelerator = Accelerator(
+        cpu=cpu, mixed_precision="bf16" if has_cuda and not cpu else "no", kwargs_handlers=handlers
+    )
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        plugin.deepspeed_config["gradient_clipping"] = config.train.grad_clip
+        plugin.deepspeed_config["gradient_accumulation_steps"] = config.train.grad_accum
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = (
+            config.train.batch_size // config.train.grad_accum // accelerator.num_processes
+        )
+        plugin.deepspeed_config["train_batch_size"] = config.train.batch_size
+    return accelerator
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor inside nested dicts, lists and tuples."""
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return [tensor for item in value for tensor in _tensors(item)]
+    return []
 
 
 def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, resume: str | None = None) -> TrainResult:
     """Train through the curriculum with checkpoints; returns how the run ended."""
-    use_cpu = config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16")
+    accelerator = build_accelerator(config)
+    deepspeed = accelerator.state.deepspeed_plugin is not None
     console = make_console()
     main = accelerator.is_main_process
 
@@ -229,7 +272,16 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
     state, curriculum = TrainState(stage_samples=[0] * len(config.stages)), CurriculumState()
     if saved and start_from:
         load_weights(model, start_from)
-        optimizer.load_state_dict(torch.load(start_from / OPTIMIZER_FILE, weights_only=True))
+        if (start_from / DEEPSPEED_TAG).is_dir() != deepspeed:
+            written = "with" if not deepspeed else "without"
+            raise ConfigError(f"{start_from}: written {written} DeepSpeed; resume it the way it was trained")
+        if deepspeed and saved["world_size"] != accelerator.num_processes:
+            raise ConfigError(
+                f"{start_from}: DeepSpeed checkpoints resume on the same number of processes "
+                f"({saved['world_size']}), not {accelerator.num_processes}"
+            )
+        if not deepspeed:
+            optimizer.load_state_dict(torch.load(start_from / OPTIMIZER_FILE, weights_only=True))
         rng = torch.load(start_from / RNG_FILE, weights_only=True)
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and torch.cuda.is_available():
@@ -239,6 +291,8 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
     if main:
         console.print(parameter_table(model))
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
+    if deepspeed and start_from:
+        objective.load_checkpoint(str(start_from), tag=DEEPSPEED_TAG, load_lr_scheduler_states=False)
     validation = _validation_streams(config, accelerator.device)
     telemetry = None
     if main:
@@ -262,12 +316,25 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
     last_saved: Path | None = None
     window_start, window_samples = time.perf_counter(), 0
 
+    def gathered_weights() -> dict[str, torch.Tensor]:
+        """The full model weights on the main process (a collective call: DeepSpeed may shard them)."""
+        weights = accelerator.get_state_dict(objective) or {}  # ZeRO-3 returns None on other ranks
+        return {name.removeprefix("model."): tensor for name, tensor in weights.items()}
+
     def save() -> Path | None:
         if bool(nonfinite) or not _weights_finite(model, optimizer):
             raise DivergedError(
                 f"loss became non-finite by step {state.step}; no checkpoint written from these weights"
             )
-        directory = None
+        final = checkpoints / f"step_{state.step}"
+        if final.exists():
+            return final
+        if main:
+            begin_checkpoint(checkpoints, state.step)
+        accelerator.wait_for_everyone()
+        if deepspeed:  # every rank writes its shards
+            objective.save_checkpoint(str(staging_directory(checkpoints, state.step)), tag=DEEPSPEED_TAG)
+        weights = gathered_weights()
         if main:
             payload = {
                 "format": 1,
@@ -284,15 +351,12 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                     "grad_accum": accumulation,
                 },
             }
-            directory = write_checkpoint(
-                checkpoints,
-                state.step,
-                lambda d: _write_files(d, model, optimizer, payload),
-                config.train.keep_last,
-            )
-            telemetry.log("checkpoint", state.step, path=str(directory))  # type: ignore[union-attr]
+            staging = staging_directory(checkpoints, state.step)
+            _write_files(staging, model, weights, None if deepspeed else optimizer, payload)
+            commit_checkpoint(checkpoints, state.step, config.train.keep_last)
+            telemetry.log("checkpoint", state.step, path=str(final))  # type: ignore[union-attr]
         accelerator.wait_for_everyone()
-        return directory
+        return final
 
     def stop_agreed(stop: StopRequest) -> bool:
         if accelerator.num_processes == 1:
@@ -331,7 +395,7 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                 sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(objective)
                 with sync:
                     loss = objective(lookback, target)
-                    accelerator.backward(loss / accumulation)
+                    accelerator.backward(loss if deepspeed else loss / accumulation)  # DeepSpeed divides itself
                 nonfinite |= ~torch.isfinite(loss.detach())
             if config.train.grad_clip > 0:
                 accelerator.clip_grad_norm_(objective.parameters(), config.train.grad_clip)
@@ -378,13 +442,14 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                 last_saved = save()
 
     last_saved = save()
+    weights = gathered_weights()
     per_step = evaluate(model, validation, accelerator, baselines=True)
     final = mean_over_steps(per_step)
     if telemetry:
         telemetry.log("final", state.step, results=final, per_step=per_step)
         telemetry.close()
         console.print(comparison_table(f"Validation after {state.step} steps (lower is better)", final))
-        model.save_pretrained(output_dir / "model")
+        model.save_pretrained(output_dir / "model", weights)
         console.print(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
