@@ -13,6 +13,7 @@ checkpoint and the command exits with :data:`EXIT_PREEMPTED`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -250,8 +251,25 @@ def _tensors(value: Any) -> list[torch.Tensor]:
 
 
 def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, resume: str | None = None) -> TrainResult:
-    """Train through the curriculum with checkpoints; returns how the run ended."""
+    """Train through the curriculum with checkpoints; returns how the run ended.
+
+    Shutdown frees the wrapped model (which holds the process group) while Python is fully alive,
+    then destroys the process group on every rank together: a gloo group torn down during
+    interpreter finalisation aborts the process (SIGABRT at exit under ``accelerate launch``).
+    """
     accelerator = build_accelerator(config)
+    result = _run(config, output_dir, max_steps, resume, accelerator)
+    accelerator.free_memory()
+    gc.collect()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _run(
+    config: RunConfig, output_dir: Path, max_steps: int | None, resume: str | None, accelerator: Accelerator
+) -> TrainResult:
+    """The body of :func:`train`."""
     deepspeed = accelerator.state.deepspeed_plugin is not None
     console = make_console()
     main = accelerator.is_main_process
@@ -436,7 +454,6 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
                 say(f"stop signal: saved {last_saved}; exit status {EXIT_PREEMPTED} (resume with --resume auto)")
                 if telemetry:
                     telemetry.close()
-                accelerator.end_training()
                 return TrainResult(True, state.step, None, last_saved)
             if state.step % config.train.checkpoint_every == 0:
                 last_saved = save()
@@ -451,6 +468,4 @@ def train(config: RunConfig, output_dir: Path, max_steps: int | None = None, res
         console.print(comparison_table(f"Validation after {state.step} steps (lower is better)", final))
         model.save_pretrained(output_dir / "model", weights)
         console.print(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
     return TrainResult(False, state.step, final, last_saved)
