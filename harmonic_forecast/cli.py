@@ -65,6 +65,83 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_PREEMPTED if result.preempted else 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """Forecast the next horizon after a series (or after every window with ``--rolling``)."""
+    from harmonic_forecast.forecast import check_series, load_forecaster
+    from harmonic_forecast.series_io import read_series, write_table
+
+    forecaster = load_forecaster(args.checkpoint)
+    series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
+    forecast = forecaster.forecast(series, rolling=args.rolling)
+    steps = [f"t+{h + 1}" for h in range(forecaster.horizon)]
+    if args.rolling:
+        ends = np.arange(forecaster.lookback, len(series) + 1)[:, None]  # forecasts samples end, end+1, ...
+        table, header = np.hstack([ends, forecast]), ["first_index", *steps]
+    else:
+        table, header = forecast[None, :], steps
+    write_table(args.output, table, header)
+    print(f"wrote {len(table)} forecast(s) of {forecaster.horizon} samples to {args.output}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """Fine-tune a model on a real series and report validation MSE before and after."""
+    from rich.table import Table
+
+    from harmonic_forecast.finetune import FinetuneSettings, finetune
+    from harmonic_forecast.forecast import load_forecaster
+    from harmonic_forecast.series_io import read_series
+    from harmonic_forecast.telemetry import make_console
+
+    settings = FinetuneSettings(
+        validation_fraction=args.validation_fraction, lr=args.lr, max_epochs=args.epochs, patience=args.patience
+    )
+    forecaster = load_forecaster(args.checkpoint)
+    series = read_series(args.input, args.column)
+    output_dir = Path(args.output_dir or Path("runs") / f"finetune-{Path(args.input).stem}")
+    report = finetune(forecaster, series, output_dir, settings)
+    table = Table(title=f"Validation MSE on {report['validation_windows']} windows (series units)")
+    table.add_column("forecaster")
+    table.add_column("MSE", justify="right")
+    table.add_row("model before", f"{report['validation_mse_before']:.4g}")
+    table.add_row(f"model after (epoch {report['best_epoch']})", f"{report['validation_mse_after']:.4g}")
+    for name, value in report["baselines"].items():
+        table.add_row(name, f"{value:.4g}")
+    console = make_console()
+    console.print(table)
+    console.print(f"saved {output_dir}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Score a model and the baselines on the fixed test sets; write JSON, markdown and plots."""
+    from harmonic_forecast.evaluate import EvaluationSettings, evaluate, results_table, test_sets, write_results
+    from harmonic_forecast.forecast import load_forecaster, resolve_model_directory
+    from harmonic_forecast.plots import plot_error_by_step, plot_forecasts
+    from harmonic_forecast.stream import HarmonicStream
+    from harmonic_forecast.telemetry import make_console
+
+    if args.signals < 1 or args.fit_batches < 1:
+        raise ConfigError("--signals and --fit-batches: must be >= 1")
+    source = resolve_model_directory(args.checkpoint)
+    forecaster = load_forecaster(source, device=args.device)
+    settings = EvaluationSettings(signals=args.signals, fit_batches=args.fit_batches)
+    results = evaluate(forecaster, settings)
+    output_dir = Path(args.output_dir or source / "evaluation")
+    console = make_console()
+    console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
+    written = write_results(results, output_dir, str(source))
+    per_step = {name: {k: v["mse_per_step"] for k, v in scores.items()} for name, scores in results.items()}
+    written.append(plot_error_by_step(per_step, output_dir / "error_by_step.png"))
+    spec = test_sets(forecaster.lookback, forecaster.horizon)["(3,45) clean"]
+    lookback, target = HarmonicStream(spec, 8, seed=settings.seed, split="test").batch(0)
+    written.append(
+        plot_forecasts(lookback, target, {"model": forecaster.predict(lookback)}, output_dir / "forecasts.png")
+    )
+    console.print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="harmonic-forecast", description=__doc__.splitlines()[0])
@@ -78,6 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None, help="stop at this global step (a checkpoint is saved)")
     train.add_argument("--resume", default=None, metavar="auto|PATH", help="auto: newest complete checkpoint, if any")
     train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="forecast a series from a CSV or NPY file")
+    predict.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
+    predict.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
+    predict.add_argument("--column", default=None, help="CSV column name")
+    predict.add_argument("--output", required=True, help=".csv or .npy")
+    predict.add_argument("--rolling", action="store_true", help="a forecast after every window, not just the last")
+    predict.set_defaults(run=_predict)
+
+    assess = commands.add_parser("evaluate", help="score a model against the baselines on fixed test sets")
+    assess.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
+    assess.add_argument("--signals", type=int, default=4096, help="signals per test set")
+    assess.add_argument("--fit-batches", type=int, default=16, help="4096-signal batches to fit the linear map")
+    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation")
+    assess.add_argument("--device", default="cpu")
+    assess.set_defaults(run=_evaluate)
+
+    tune = commands.add_parser("finetune", help="fine-tune a model on a real series")
+    tune.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
+    tune.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
+    tune.add_argument("--column", default=None, help="CSV column name")
+    tune.add_argument("--output-dir", default=None, help="where the new model goes (default runs/finetune-<input>)")
+    tune.add_argument("--validation-fraction", type=float, default=0.2, help="last part of the series held out")
+    tune.add_argument("--lr", type=float, default=1e-4)
+    tune.add_argument("--epochs", type=int, default=50)
+    tune.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping")
+    tune.set_defaults(run=_finetune)
 
     sample = commands.add_parser("sample", help="write signals of the stream to a .npy or .csv file")
     sample.add_argument("--count", type=int, default=16)

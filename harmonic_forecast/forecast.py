@@ -1,0 +1,115 @@
+"""Use a trained model: ``load_forecaster(path).predict(lookback)`` and ``.forecast(series)``.
+
+``predict`` takes windows already in the model's scale (like the stream's: sums of sinusoids
+normalised to max |x| = 1). ``forecast`` takes a raw series in its own units: each window is centred
+on its mean and divided by its max |deviation|, forecast, and mapped back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harmonic_forecast.config import ConfigError
+from harmonic_forecast.model import CONFIG_FILE, Forecaster
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+Array = np.ndarray | torch.Tensor
+
+
+def resolve_model_directory(path: str | Path | None) -> Path:
+    """A directory holding ``config.json`` + ``model.safetensors``: the path itself, its ``model/``
+    (a run directory), or the shipped pretrained model when ``path`` is None."""
+    if path is None:
+        return PRETRAINED
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ConfigError(f"{path}: no model here (expected {CONFIG_FILE} and model.safetensors, or a run's model/)")
+
+
+def series_windows(series: np.ndarray, length: int) -> np.ndarray:
+    """Every window of ``length`` consecutive samples, ``[len - length + 1, length]`` (a view)."""
+    return np.lib.stride_tricks.sliding_window_view(series, length)
+
+
+def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarray:
+    """A finite 1-D float64 array of at least ``minimum`` samples, or a one-line error."""
+    values = series.detach().cpu().numpy() if isinstance(series, torch.Tensor) else np.asarray(series)
+    if values.ndim == 2 and 1 in values.shape:
+        values = values.reshape(-1)
+    if values.ndim != 1:
+        raise ConfigError(f"{name}: expected a 1-D series, got shape {values.shape}")
+    try:
+        values = values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: values are not numbers") from None
+    if len(values) < minimum:
+        raise ConfigError(f"{name}: {len(values)} samples, the model needs at least {minimum}")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ConfigError(f"{name}: non-finite value {values[bad[0]]} at index {bad[0]}")
+    return values
+
+
+class HarmonicForecaster:
+    """A loaded model with batched, device-aware prediction."""
+
+    def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 8192) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+
+    @property
+    def lookback(self) -> int:
+        """Samples the model reads."""
+        return self.model.config.lookback
+
+    @property
+    def horizon(self) -> int:
+        """Samples the model forecasts."""
+        return self.model.config.horizon
+
+    @torch.no_grad()
+    def predict(self, lookback: Array) -> Array:
+        """``[N, lookback]`` windows in the model's scale -> ``[N, horizon]``, numpy in numpy out."""
+        as_numpy = not isinstance(lookback, torch.Tensor)
+        windows = torch.as_tensor(np.asarray(lookback) if as_numpy else lookback, dtype=torch.float32)
+        if windows.ndim != 2 or windows.shape[1] != self.lookback:
+            raise ConfigError(f"lookback: expected [N, {self.lookback}], got {tuple(windows.shape)}")
+        source = windows.device
+        parts = [self.model(chunk.to(self.device)).float() for chunk in windows.split(self.batch_size)]
+        forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon)
+        return forecast.cpu().numpy() if as_numpy else forecast.to(source)
+
+    def forecast(self, series: Array, rolling: bool = False) -> np.ndarray:
+        """Forecast a raw series in its own units.
+
+        The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
+        forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
+        samples ``i + lookback ...``).
+        """
+        values = check_series(series, self.lookback)
+        windows = series_windows(values, self.lookback)
+        if not rolling:
+            windows = windows[-1:]
+        scaled, center, scale = normalize_windows(windows)
+        forecast = self.predict(scaled.astype(np.float32)).astype(np.float64) * scale + center
+        return forecast if rolling else forecast[0]
+
+
+def normalize_windows(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre each window on its mean and divide by its max |deviation| (1 for a constant window)."""
+    center = windows.mean(axis=1, keepdims=True)
+    deviation = windows - center
+    scale = np.abs(deviation).max(axis=1, keepdims=True)
+    scale[scale == 0] = 1.0
+    return deviation / scale, center, scale
+
+
+def load_forecaster(path: str | Path | None = None, device: str | torch.device = "cpu") -> HarmonicForecaster:
+    """Load a model directory, a run directory or a checkpoint; None loads the shipped pretrained model."""
+    return HarmonicForecaster(Forecaster.from_pretrained(resolve_model_directory(path), device=device), device)

@@ -1,0 +1,142 @@
+"""load_forecaster, predict and finetune on real files, with their error cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harmonic_forecast import ConfigError, load_forecaster
+from harmonic_forecast.cli import main
+from harmonic_forecast.model import ModelConfig, build_model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("model")
+    build_model(ModelConfig(hidden=32, encoder_width=32)).save_pretrained(directory)
+    return directory
+
+
+def _series(length: int, offset: float = 5.0, gain: float = 3.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)
+    periods, phases = rng.integers(10, 100, 5), rng.random(5) * 2 * np.pi
+    return offset + gain * sum(np.sin(2 * np.pi * t / p + f) for p, f in zip(periods, phases, strict=True)) / 5
+
+
+def test_predict_is_batched_and_keeps_the_array_type(model_dir: Path) -> None:
+    forecaster = load_forecaster(model_dir)
+    windows = np.random.default_rng(0).uniform(-1, 1, (5, 100)).astype(np.float32)
+    as_numpy = forecaster.predict(windows)
+    as_torch = forecaster.predict(torch.from_numpy(windows))
+    assert isinstance(as_numpy, np.ndarray) and as_numpy.shape == (5, 10)
+    assert isinstance(as_torch, torch.Tensor) and torch.equal(as_torch, torch.from_numpy(as_numpy))
+    rows = np.concatenate([forecaster.predict(windows[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(rows, as_numpy, atol=1e-6)
+    with pytest.raises(ConfigError, match=r"lookback: expected \[N, 100\]"):
+        forecaster.predict(windows[:, :50])
+
+
+def test_forecast_maps_back_to_the_series_units(model_dir: Path) -> None:
+    forecaster = load_forecaster(model_dir)
+    series = _series(300, offset=0.0, gain=1.0)
+    base = forecaster.forecast(series)
+    shifted = forecaster.forecast(7.0 + 250.0 * series)
+    np.testing.assert_allclose(shifted, 7.0 + 250.0 * base, rtol=1e-5, atol=1e-4)
+    rolling = forecaster.forecast(series, rolling=True)
+    assert rolling.shape == (201, 10)
+    np.testing.assert_allclose(rolling[-1], base, rtol=1e-6, atol=1e-6)
+
+
+def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:
+    series = _series(250)
+    (tmp_path / "data.csv").write_text("time,level\n" + "".join(f"{i},{v}\n" for i, v in enumerate(series)))
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                   "--column", "level", "--output", str(tmp_path / "next.csv")])  # fmt: skip
+    assert status == 0
+    lines = (tmp_path / "next.csv").read_text().splitlines()
+    assert lines[0] == ",".join(f"t+{h}" for h in range(1, 11)) and len(lines) == 2
+    written = np.array([float(v) for v in lines[1].split(",")])
+    np.testing.assert_allclose(written, load_forecaster(model_dir).forecast(series), rtol=1e-6)
+    np.save(tmp_path / "data.npy", series)
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.npy"),
+                   "--output", str(tmp_path / "rolling.npy"), "--rolling"])  # fmt: skip
+    rolling = np.load(tmp_path / "rolling.npy")
+    assert status == 0 and rolling.shape == (151, 11) and rolling[0, 0] == 100 and rolling[-1, 0] == 250
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ("level\n" + "1.0\n" * 50 + "nan\n" + "1.0\n" * 100, [], "non-finite value nan at index 50"),
+        ("level\n" + "1.0\n" * 40, [], "40 samples, the model needs at least 100"),
+        ("a,b\n" + "1,2\n" * 200, ["--column", "c"], "--column c: not among the columns (a, b)"),
+        ("a,b\n" + "1,2\n" * 200, [], "name one"),
+        ("level\n" + "1.0\n" * 150 + "oops\n", [], "non-finite value nan at index 150"),
+        ("", [], "the file is empty"),
+    ],
+)
+def test_predict_errors_are_one_line_exit_2(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], content: str, extra: list, message: str
+) -> None:
+    (tmp_path / "data.csv").write_text(content)
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                   "--output", str(tmp_path / "out.csv"), *extra])  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("absent.csv", None, "cannot read"),
+        ("data.txt", b"1\n2\n", "expected a .csv or .npy file"),
+        ("broken.npy", b"\x93NUMPY garbage", "cannot read"),
+        ("binary.csv", bytes(range(256)) * 4, "cannot read"),
+    ],
+)
+def test_unreadable_inputs(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], name: str, data: bytes | None, message: str
+) -> None:
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / name),
+                   "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+
+
+def test_missing_model_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "data.npy", _series(200))
+    status = main(["predict", "--checkpoint", str(tmp_path / "nope"), "--input", str(tmp_path / "data.npy"),
+                   "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    assert status == 2 and "no model here" in capsys.readouterr().err
+
+
+def test_finetune_round_trip(tmp_path: Path, model_dir: Path) -> None:
+    series = _series(1500, seed=3)
+    (tmp_path / "data.csv").write_text("value\n" + "".join(f"{v}\n" for v in series))
+    status = main(["finetune", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                   "--column", "value", "--output-dir", str(tmp_path / "tuned"),
+                   "--epochs", "3", "--lr", "1e-3"])  # fmt: skip
+    assert status == 0
+    report = json.loads((tmp_path / "tuned" / "finetune_report.json").read_text())
+    assert report["validation_mse_after"] <= report["validation_mse_before"]
+    assert report["train_windows"] > 0 and report["validation_windows"] > 0
+    assert {"naive", "seasonal_naive", "dft"} <= set(report["baselines"])
+    tuned = load_forecaster(tmp_path / "tuned")
+    assert tuned.forecast(series).shape == (10,)
+
+
+def test_finetune_needs_enough_data(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "short.npy", _series(125))
+    status = main(["finetune", "--checkpoint", str(model_dir), "--input", str(tmp_path / "short.npy"),
+                   "--output-dir", str(tmp_path / "tuned")])  # fmt: skip
+    assert status == 2 and "no training or validation window" in capsys.readouterr().err
+    assert not (tmp_path / "tuned").exists()
