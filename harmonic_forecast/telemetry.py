@@ -7,6 +7,7 @@ passes the saved run id, so wandb continues the same run.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -116,5 +117,5 @@ def evaluation_table(step: int, per_step: dict[str, dict[str, list[float]]]) -> 
 
 
 def make_console() -> Console:
-    """The console every component prints to."""
-    return Console(highlight=False)
+    """The console every component prints to (160 columns when not a terminal, so tables fit in logs)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
