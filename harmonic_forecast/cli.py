@@ -142,6 +142,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_and_series(command: argparse.ArgumentParser) -> None:
+    """``--checkpoint``, ``--input`` and ``--column``, shared by the commands that read a series."""
+    command.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
+    command.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
+    command.add_argument("--column", default=None, help="CSV column name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="harmonic-forecast", description=__doc__.splitlines()[0])
@@ -157,9 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     predict = commands.add_parser("predict", help="forecast a series from a CSV or NPY file")
-    predict.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
-    predict.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
-    predict.add_argument("--column", default=None, help="CSV column name")
+    _add_model_and_series(predict)
     predict.add_argument("--output", required=True, help=".csv or .npy")
     predict.add_argument("--rolling", action="store_true", help="a forecast after every window, not just the last")
     predict.set_defaults(run=_predict)
@@ -173,9 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     assess.set_defaults(run=_evaluate)
 
     tune = commands.add_parser("finetune", help="fine-tune a model on a real series")
-    tune.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
-    tune.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
-    tune.add_argument("--column", default=None, help="CSV column name")
+    _add_model_and_series(tune)
     tune.add_argument("--output-dir", default=None, help="where the new model goes (default runs/finetune-<input>)")
     tune.add_argument("--validation-fraction", type=float, default=0.2, help="last part of the series held out")
     tune.add_argument("--lr", type=float, default=1e-4)

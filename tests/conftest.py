@@ -1,5 +1,20 @@
-"""Shared test settings."""
+"""Shared test settings and fixtures."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from tests.run_helpers import run_cli, write_config
+
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny config trained to the end by one process (the reference for multi-process runs)."""
+    directory = tmp_path_factory.mktemp("single")
+    write_config(directory)
+    result = run_cli("train", "--config", "tiny.toml", "--output-dir", "run", cwd=directory)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return directory / "run"

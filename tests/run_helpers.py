@@ -64,3 +64,13 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     """Run the CLI to completion in a subprocess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def launch(accelerate_config: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the CLI under a real ``accelerate launch`` with ``launch/accelerate/<accelerate_config>.yaml``."""
+    config = ROOT / "launch" / "accelerate" / f"{accelerate_config}.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [*command, "-m", "harmonic_forecast", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )

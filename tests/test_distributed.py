@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.run_helpers import ROOT, TINY, run_cli, write_config
+from tests.run_helpers import TINY, launch, run_cli, write_config
 
-LAUNCH_CONFIG = ROOT / "launch" / "accelerate" / "cpu_2proc.yaml"
 pytestmark = pytest.mark.slow
-
-
-def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(LAUNCH_CONFIG),
-        "-m", "harmonic_forecast", *args,
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def _records(run: Path, kind: str) -> list[dict]:
@@ -43,18 +30,9 @@ def _assert_close_weights(a: Path, b: Path, atol: float = 2e-5) -> None:
         torch.testing.assert_close(first[name], second[name], atol=atol, rtol=1e-4, msg=name)
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("single")
-    write_config(directory)
-    result = run_cli("train", "--config", "tiny.toml", "--output-dir", "run", cwd=directory)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return directory / "run"
-
-
 def test_two_processes_follow_the_one_process_loss_curve(tmp_path: Path, single: Path) -> None:
     write_config(tmp_path)
-    result = _launch("train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
+    result = launch("cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = _records(single, "train"), _records(tmp_path / "run", "train")
     assert [r["step"] for r in one] == [r["step"] for r in two] == [5, 10, 15, 20]
@@ -74,7 +52,7 @@ def test_resume_on_another_world_size(tmp_path: Path, single: Path, first: str, 
     write_config(tmp_path)
     legs = {
         "one": lambda *args: run_cli(*args, cwd=tmp_path),
-        "two": lambda *args: _launch(*args, cwd=tmp_path),
+        "two": lambda *args: launch("cpu_2proc", *args, cwd=tmp_path),
     }
     common = ("train", "--config", "tiny.toml", "--output-dir", "run")
     result = legs[first](*common, "--max-steps", "10")
@@ -92,5 +70,5 @@ def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
     """Several short 2-process runs in a row all exit 0 (no abort at interpreter exit)."""
     write_config(tmp_path, TINY.replace("steps = 13", "steps = 2").replace("steps = 7", "steps = 2"))
     for attempt in range(6):
-        result = _launch("train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
+        result = launch("cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
