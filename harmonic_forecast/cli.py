@@ -115,7 +115,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Score a model and the baselines on the fixed test sets; write JSON, markdown and plots."""
-    from harmonic_forecast.evaluate import EvaluationSettings, evaluate, results_table, test_sets, write_results
+    from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, results_table, write_results
     from harmonic_forecast.forecast import load_forecaster, resolve_model_directory
     from harmonic_forecast.plots import plot_error_by_step, plot_forecasts
     from harmonic_forecast.stream import HarmonicStream
@@ -130,10 +130,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir or source / "evaluation")
     console = make_console()
     console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
-    written = write_results(results, output_dir, str(source))
+    label = "the shipped pretrained model" if args.checkpoint is None else str(source)
+    written = write_results(results, output_dir, label)
     per_step = {name: {k: v["mse_per_step"] for k, v in scores.items()} for name, scores in results.items()}
     written.append(plot_error_by_step(per_step, output_dir / "error_by_step.png"))
-    spec = test_sets(forecaster.lookback, forecaster.horizon)["(3,45) clean"]
+    spec = evaluation_sets(forecaster.lookback, forecaster.horizon)["(3,45) clean"]
     lookback, target = HarmonicStream(spec, 8, seed=settings.seed, split="test").batch(0)
     written.append(
         plot_forecasts(lookback, target, {"model": forecaster.predict(lookback)}, output_dir / "forecasts.png")

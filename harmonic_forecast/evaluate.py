@@ -36,7 +36,7 @@ class EvaluationSettings:
     seed: int = TEST_SEED
 
 
-def test_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
+def evaluation_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
     """Name -> spec of every test set, e.g. ``"(3,45) σ=0.1"``."""
     sets = {}
     for band in TEST_BANDS:
@@ -59,7 +59,7 @@ def score(forecast: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
 def evaluate(forecaster: HarmonicForecaster, settings: EvaluationSettings) -> dict[str, dict[str, dict[str, Any]]]:
     """Test set -> forecaster -> scores (``mse``, ``mae``, ``mse_per_step``, ``vs_naive``)."""
     results = {}
-    for name, spec in test_sets(forecaster.lookback, forecaster.horizon).items():
+    for name, spec in evaluation_sets(forecaster.lookback, forecaster.horizon).items():
         stream = HarmonicStream(spec, settings.signals, seed=settings.seed, split="test", device=forecaster.device)
         lookback, target = stream.batch(0)
         forecasters = {"model": forecaster.predict} | fit_baselines(

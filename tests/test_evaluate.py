@@ -1,0 +1,58 @@
+"""``evaluate`` on the shipped pretrained model, on reduced test sets, with every output written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harmonic_forecast import load_forecaster
+from harmonic_forecast.cli import main
+from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, score
+
+BASELINES = {"naive", "seasonal_naive", "dft", "ar", "linear_map", "period_dictionary"}
+
+
+def test_evaluation_sets_cover_the_bands_clean_and_noisy() -> None:
+    sets = evaluation_sets(100, 10)
+    assert list(sets) == [
+        f"{band} {kind}" for band in ("(3,10)", "(3,20)", "(3,45)", "(40,46)") for kind in ("clean", "σ=0.1")
+    ]
+    assert sets["(40,46) σ=0.1"].components == (40, 46) and sets["(40,46) σ=0.1"].noise == 0.1
+
+
+def test_score() -> None:
+    forecast, target = torch.zeros(2, 3), torch.tensor([[1.0, 2.0, 0.0], [-1.0, 0.0, 0.0]])
+    result = score(forecast, target)
+    assert result["mse"] == pytest.approx(1.0) and result["mae"] == pytest.approx(4 / 6)
+    assert result["mse_per_step"] == pytest.approx([1.0, 2.0, 0.0])
+
+
+def test_same_signals_for_every_forecaster_and_every_run() -> None:
+    settings = EvaluationSettings(signals=128, fit_batches=1)
+    first = evaluate(load_forecaster(), settings)
+    again = evaluate(load_forecaster(), settings)
+    assert first["(3,45) clean"]["naive"]["mse"] == again["(3,45) clean"]["naive"]["mse"]
+    assert first["(3,45) clean"]["model"]["mse"] == again["(3,45) clean"]["model"]["mse"]
+
+
+def test_evaluate_command_on_the_pretrained_model(tmp_path: Path) -> None:
+    status = main(["evaluate", "--signals", "256", "--fit-batches", "1", "--output-dir", str(tmp_path)])
+    assert status == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["model"] == "the shipped pretrained model"
+    results = report["results"]
+    assert len(results) == 8
+    for scores in results.values():
+        assert set(scores) == {"model", *BASELINES}
+        assert scores["naive"]["vs_naive"] == 1.0
+        assert all(len(s["mse_per_step"]) == 10 and s["mae"] > 0 for s in scores.values())
+    clean = results["(3,10) clean"]
+    assert clean["model"]["mse"] < 0.5 * clean["naive"]["mse"]  # the shipped model has learnt something
+    assert clean["linear_map"]["mse"] < 1e-4  # and the linear baselines are reported, strong as they are
+    markdown = (tmp_path / "evaluation.md").read_text()
+    assert "| (40,46) σ=0.1 |" in markdown and "linear_map" in markdown
+    for picture in ("error_by_step.png", "forecasts.png"):
+        assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
