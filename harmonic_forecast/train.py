@@ -40,6 +40,7 @@ from harmonic_forecast.config import ConfigError
 from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
 from harmonic_forecast.losses import loss_function
 from harmonic_forecast.model import Forecaster, build_model, load_weights, read_model_config
+from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.run_config import RunConfig
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.spectral import dft_forecast
@@ -467,5 +468,6 @@ def _run(
         telemetry.close()
         console.print(comparison_table(f"Validation after {state.step} steps (lower is better)", final))
         model.save_pretrained(output_dir / "model", weights)
+        plot_training_curves(output_dir / "metrics.jsonl", output_dir / "training_curves.png")
         console.print(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
     return TrainResult(False, state.step, final, last_saved)

@@ -66,6 +66,7 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
     assert final["results"]["(3,5)"]["model"] < final["results"]["(3,5)"]["dft"]
     model = SeedGRUForecaster.from_pretrained(tmp_path / "out" / "model")
     assert model.config.hidden == 32
+    assert (tmp_path / "out" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_max_steps_and_overrides(tmp_path: Path) -> None:
