@@ -6,8 +6,9 @@ twice and the data of a step depends on the step alone. Every stateful piece (we
 RNG, curriculum, counters, wandb run id) goes into the checkpoint, and the learning rate is a pure
 function of that state, so a resumed run computes bit for bit what the uninterrupted one would.
 
-SIGTERM and SIGUSR1 only set a flag; after the current step the ranks agree on it, save one
-checkpoint and the command exits with :data:`EXIT_PREEMPTED`.
+SIGTERM and SIGUSR1 only set a flag; the ranks agree on it once per step (an all-reduce started
+when the step begins and read when it ends), save one checkpoint and the command exits with
+:data:`EXIT_PREEMPTED`.
 """
 
 from __future__ import annotations
@@ -377,11 +378,19 @@ def _run(
         accelerator.wait_for_everyone()
         return final
 
-    def stop_agreed(stop: StopRequest) -> bool:
+    def start_stop_vote(stop: StopRequest) -> tuple[torch.Tensor, Any] | None:
+        """Start an asynchronous all-reduce of this rank's stop flag; it overlaps the step's compute."""
         if accelerator.num_processes == 1:
-            return stop.requested
+            return None
         flag = torch.tensor(float(stop.requested), device=accelerator.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return flag, torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, async_op=True)
+
+    def stop_agreed(stop: StopRequest, vote: tuple[torch.Tensor, Any] | None) -> bool:
+        """Whether any rank had been asked to stop when the step began (the same answer on every rank)."""
+        if vote is None:
+            return stop.requested
+        flag, work = vote
+        work.wait()
         return bool(flag)
 
     progress = Progress(
@@ -406,6 +415,7 @@ def _run(
                     spec, micro_batch, seed=config.train.seed, device=accelerator.device
                 )
             stream = streams[curriculum.stage]
+            vote = start_stop_vote(stop)
             rate = learning_rate(stage, curriculum, state.step, config.train.warmup_steps, config.train.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = rate
@@ -450,7 +460,7 @@ def _run(
                 if promotion_due(stage, curriculum, state.step, means[band]["model"]):
                     say(f"step {state.step}: promoted past stage {curriculum.stage + 1} {band}")
                     curriculum.advance(state.step)
-            if stop_agreed(stop):
+            if stop_agreed(stop, vote):
                 last_saved = save()
                 say(f"stop signal: saved {last_saved}; exit status {EXIT_PREEMPTED} (resume with --resume auto)")
                 if telemetry:
