@@ -38,10 +38,10 @@ train: install
 	$(VENV)/bin/harmonic-forecast train --config configs/quickstart.toml
 
 bench: install
-	$(PY) benchmarks/generator.py
+	$(PY) benchmarks/run_suite.py
 
 bench-quick: install
-	$(PY) benchmarks/generator.py --quick
+	$(PY) benchmarks/run_suite.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
