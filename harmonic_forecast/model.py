@@ -226,3 +226,26 @@ _MODELS: dict[str, type[Forecaster]] = {
 def build_model(config: ModelConfig) -> Forecaster:
     """A freshly initialised forecaster of ``config.kind``."""
     return _MODELS[config.kind](config)
+
+
+def flops_per_sample(config: ModelConfig, training: bool = True) -> float:
+    """Matrix-multiply FLOPs per signal of a forward pass, times 3 with the backward pass when ``training``.
+
+    Counted from the config: each linear map of n inputs and m outputs costs 2nm; a GRU cell step
+    2 * 3H(in + H), an LSTM step 2 * 4H(in + H). Element-wise work and the rfft are left out (a few %).
+    """
+    lookback, horizon, hidden = config.lookback, config.horizon, config.hidden
+    spectral = lookback + 2 * (lookback // 2 + 1)
+    if config.kind == "seed_gru":
+        width = config.encoder_width
+        encoder = 2 * (spectral * width + width * spectral + spectral * hidden)
+        head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (hidden // 4) + hidden // 4)
+        forward = encoder + horizon * (2 * 3 * hidden * (1 + hidden) + head)
+    elif config.kind == "lstm":
+        forward = (lookback + horizon - 1) * (2 * 4 * hidden * (1 + hidden) + 2 * hidden)  # same steps either way
+    else:
+        state = hidden + spectral - lookback
+        encoder = lookback * 2 * 3 * hidden * (1 + hidden)
+        head = 2 * (state * (state // 2) + state // 2)
+        forward = encoder + horizon * (2 * 3 * state * (1 + state) + head)
+    return float(forward * (3 if training else 1))

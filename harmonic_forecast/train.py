@@ -39,8 +39,9 @@ from harmonic_forecast.checkpoint import (
 )
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
+from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import loss_function
-from harmonic_forecast.model import Forecaster, build_model, load_weights, read_model_config
+from harmonic_forecast.model import Forecaster, build_model, flops_per_sample, load_weights, read_model_config
 from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.run_config import RunConfig
 from harmonic_forecast.signals import band_label
@@ -328,6 +329,8 @@ def _run(
         if start_from:
             telemetry.log("resume", state.step, checkpoint=str(start_from))
 
+    flops = flops_per_sample(config.model, training=True)
+    peak = peak_flops(accelerator.device, bf16=accelerator.mixed_precision == "bf16")
     accumulation = config.train.grad_accum
     micro_batch = config.train.batch_size // accumulation
     limit = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
@@ -397,13 +400,13 @@ def _run(
         TextColumn("{task.fields[stage]}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} samples/s  loss {task.fields[loss]}"),
+        TextColumn("{task.fields[rate]} samples/s  {task.fields[flops]}  loss {task.fields[loss]}"),
         TimeRemainingColumn(),
         console=console,
         disable=not main,
     )
     with StopRequest(output_dir / PID_FILE if main else None) as stop, progress:
-        task = progress.add_task("train", total=limit, completed=state.step, stage="", rate="-", loss="-")
+        task = progress.add_task("train", total=limit, completed=state.step, stage="", rate="-", loss="-", flops="-")
         while curriculum.stage < len(config.stages) and state.step < limit:
             stage = config.stages[curriculum.stage]
             if stage_finished(stage, curriculum, state.step):
@@ -442,9 +445,17 @@ def _run(
                 speed = window_samples / (time.perf_counter() - window_start)
                 window_start, window_samples = time.perf_counter(), 0
                 label = f"stage {curriculum.stage + 1}/{len(config.stages)} {band_label(stage.components)}"
-                progress.update(task, completed=state.step, stage=label, rate=f"{speed:,.0f}", loss=f"{value:.3e}")
+                achieved = speed * flops
+                utilisation = f"  MFU {achieved / peak:.1%}" if peak else ""
+                progress.update(
+                    task, completed=state.step, stage=label, rate=f"{speed:,.0f}", loss=f"{value:.3e}",
+                    flops=f"{achieved / 1e9:,.1f} GFLOP/s{utilisation}",
+                )  # fmt: skip
                 if telemetry:
-                    telemetry.log("train", state.step, stage=curriculum.stage, loss=value, lr=rate, samples_per_s=speed)
+                    telemetry.log(
+                        "train", state.step, stage=curriculum.stage, loss=value, lr=rate, samples_per_s=speed,
+                        flops_per_s=achieved, mfu=achieved / peak if peak else None,
+                    )  # fmt: skip
             if state.step % config.eval.every == 0 and state.step < limit:
                 per_step = evaluate(model, validation, accelerator)
                 means = mean_over_steps(per_step)

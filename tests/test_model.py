@@ -10,7 +10,14 @@ import torch
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
-from harmonic_forecast.model import LSTMForecaster, ModelConfig, SeedGRUForecaster, Seq2SeqGRUForecaster, build_model
+from harmonic_forecast.model import (
+    LSTMForecaster,
+    ModelConfig,
+    SeedGRUForecaster,
+    Seq2SeqGRUForecaster,
+    build_model,
+    flops_per_sample,
+)
 from tests.device_recorder import DeviceRecorder
 
 
@@ -118,3 +125,31 @@ def test_loading_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
     LSTMForecaster(ModelConfig(kind="lstm", hidden=8)).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="holds a lstm model"):
         SeedGRUForecaster.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(("kind", "hidden"), [("seed_gru", 140), ("seq2seq_gru", 10)])
+def test_flops_per_sample_matches_pytorchs_flop_counter(kind: str, hidden: int) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = ModelConfig(kind=kind, hidden=hidden)
+    model = build_model(config)
+    lookback, target = torch.randn(32, 100), torch.randn(32, 10)
+    with FlopCounterMode(display=False) as forward:
+        model(lookback)
+    with FlopCounterMode(display=False) as training:
+        model.training_loss(lookback, target, weighted_mse).backward()
+    assert flops_per_sample(config, training=False) == pytest.approx(forward.get_total_flops() / 32, rel=1e-6)
+    assert flops_per_sample(config, training=True) == pytest.approx(training.get_total_flops() / 32, rel=0.02)
+
+
+def test_lstm_flops_count_every_step() -> None:
+    config = ModelConfig(kind="lstm", hidden=8, lookback=20, horizon=5)
+    per_step = 2 * 4 * 8 * (1 + 8) + 2 * 8
+    assert flops_per_sample(config, training=False) == 24 * per_step
+
+
+def test_peak_flops_is_unknown_on_a_cpu() -> None:
+    from harmonic_forecast.hardware import PEAK_FLOPS, peak_flops
+
+    assert peak_flops(torch.device("cpu"), bf16=False) is None
+    assert PEAK_FLOPS["H200"][0] > PEAK_FLOPS["H200"][1] > 0
