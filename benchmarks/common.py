@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import math
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch.utils.data import Dataset
 
 Batch = tuple[torch.Tensor, ...]
@@ -91,3 +96,17 @@ def parse_arguments(
     if args.seconds <= 0:
         parser.error(f"--seconds: must be > 0, got {args.seconds}")
     return args
+
+
+def run_identity(name: str, output: Path | None) -> tuple[str, str, Path]:
+    """Today's date, this host, and the JSON path (``benchmarks/results/<name>-<date>-<host>.json`` by default)."""
+    today, host = datetime.date.today().isoformat(), socket.gethostname()
+    return today, host, output or Path(__file__).resolve().parent / "results" / f"{name}-{today}-{host}.json"
+
+
+def write_report(report: dict[str, Any], output: Path, console: Console) -> dict[str, Any]:
+    """Write a benchmark's JSON report, say where, and return it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {output}")
+    return report

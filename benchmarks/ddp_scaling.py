@@ -11,11 +11,9 @@ ignored: the runs are sized by steps).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,11 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import format_ratio, parse_arguments, sci
+from common import format_ratio, parse_arguments, run_identity, sci, write_report
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LAUNCH_CONFIGS = {1: None, 2: ROOT / "launch" / "accelerate" / "cpu_2proc.yaml"}
 TARGET_RATIO = 1.6
 CONFIG = """
@@ -71,8 +68,7 @@ def _run(processes: int, per_process_batch: int, steps: int, directory: Path) ->
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run both trainings, print the scaling, write the JSON and return it."""
     args = parse_arguments(argv, "1 -> 2 process DDP scaling on CPU (gloo, one thread each).", 1.0, 1.0, "short runs")
-    today, host = datetime.date.today().isoformat(), socket.gethostname()
-    output = args.output or RESULTS_DIR / f"ddp_scaling-{today}-{host}.json"
+    today, host, output = run_identity("ddp_scaling", args.output)
     per_process_batch, steps, repeats = (256, 60, 1) if args.quick else (1024, 120, 3)
     runs: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as scratch:
@@ -99,10 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ddp_2proc_vs_1proc": ratio,
         "peak_rss_mb_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {output}")
-    return report
+    return write_report(report, output, console)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,23 @@ Usage: ``python benchmarks/generator.py [--quick] [--seconds S] [--output PATH]`
 
 from __future__ import annotations
 
-import datetime
-import json
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from common import Batch, SeedStyleSignals, forever, format_ratio, parse_arguments, sci, synchronize
+from common import (
+    Batch,
+    SeedStyleSignals,
+    forever,
+    format_ratio,
+    parse_arguments,
+    run_identity,
+    sci,
+    synchronize,
+    write_report,
+)
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
@@ -37,7 +43,6 @@ BATCHES = (1024, 4096, 16384, 65536)
 QUICK_BATCHES = (1024, 16384)
 CUDA_EXTRA_BATCH = 262144
 TARGET_BAND, TARGET_RATIO = (3, 45), 100.0
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _throughput(batches: Iterator[Batch], seconds: float, device: torch.device) -> float:
@@ -63,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         0.5,
         "0.5 s per case, batch sizes 1024 and 16384 only",
     )
-    today, host = datetime.date.today().isoformat(), socket.gethostname()
-    output = args.output or RESULTS_DIR / f"generator-{today}-{host}.json"
+    today, host, output = run_identity("generator", args.output)
     batch_sizes = QUICK_BATCHES if args.quick else BATCHES
     cpu = torch.device("cpu")
     cases = [(cpu, batch) for batch in batch_sizes]
@@ -137,10 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "best_ratio": best_ratio,
         "generator_vs_seed": target,
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {output}")
-    return report
+    return write_report(report, output, console)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,23 @@ Usage: ``python benchmarks/train_step.py [--quick] [--seconds S] [--output PATH]
 
 from __future__ import annotations
 
-import datetime
-import json
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from common import Batch, SeedStyleSignals, forever, format_ratio, parse_arguments, sci, synchronize
+from common import (
+    Batch,
+    SeedStyleSignals,
+    forever,
+    format_ratio,
+    parse_arguments,
+    run_identity,
+    sci,
+    synchronize,
+    write_report,
+)
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
@@ -44,7 +50,6 @@ BATCHES = (128, 1024, 8192)
 QUICK_BATCHES = (128, 1024)
 SEED_STYLE, STREAM = "seed-style", "stream"
 TARGET_RATIO, TARGET_DATA_FRACTION = 2.0, 0.05
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _train_rate(batches: Iterator[Batch], device: torch.device, seconds: float) -> tuple[float, int, float]:
@@ -99,8 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         1.0,
         "1.0 s per case, batch sizes 128 and 1024 only",
     )
-    today, host = datetime.date.today().isoformat(), socket.gethostname()
-    output = args.output or RESULTS_DIR / f"train_step-{today}-{host}.json"
+    today, host, output = run_identity("train_step", args.output)
     batch_sizes = QUICK_BATCHES if args.quick else BATCHES
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
@@ -198,10 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if "cuda" in ratios:
         report["cuda_ratio"] = ratios["cuda"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {output}")
-    return report
+    return write_report(report, output, console)
 
 
 if __name__ == "__main__":
