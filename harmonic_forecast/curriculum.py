@@ -24,7 +24,7 @@ class Stage:
     components: tuple[int, int]
     steps: int
     lr: float
-    noise: float | None = None
+    noise: float | tuple[float, ...] | None = None
     drift: bool | None = None
     promote_below: float | None = None
     min_steps: int = 0

@@ -1,6 +1,6 @@
 """A training run's configuration: typed sections read from a TOML file, validated up front.
 
-Sections: ``[train]`` (seed, batch, optimiser, loss, device, checkpoints), ``[eval]``,
+Sections: ``[train]`` (seed, batch, optimiser, loss, device, compilation, checkpoints), ``[eval]``,
 ``[signal]`` (the base :class:`SignalSpec`), ``[model]``, ``[wandb]`` and one ``[[stages]]`` table
 per curriculum stage: its component band, a budget in ``steps`` or ``samples``, optionally its
 own ``lr``, ``noise``, ``drift`` and a promotion rule (``promote_below`` with ``min_steps`` or
@@ -29,7 +29,7 @@ from harmonic_forecast.config import (
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.losses import LOSSES
 from harmonic_forecast.model import ModelConfig
-from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.signals import SignalSpec, require_noise
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -47,6 +47,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     loss: str = "weighted_mse"
     device: str = "auto"
+    compile: str | bool = "auto"  # torch.compile the training step: true, false or auto (on CUDA only)
     grad_accum: int = 1
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -145,7 +146,7 @@ def _stage(index: int, values: Any, train: TrainSettings) -> Stage:
         components=require_pair(f"{section}.components", values["components"], integer=True),
         steps=_steps(section, values, "budget", train.batch_size, required=True),
         lr=require_float(f"{section}.lr", values.get("lr", train.lr), minimum=1e-12),
-        noise=None if optional["noise"] is None else require_float(f"{section}.noise", optional["noise"], minimum=0.0),
+        noise=None if optional["noise"] is None else require_noise(f"{section}.noise", optional["noise"]),
         drift=None if drift is None else require_bool(f"{section}.drift", drift),
         promote_below=None
         if optional["promote_below"] is None
@@ -160,6 +161,8 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
     train = _settings(TrainSettings, "train", values.get("train", {}))
     require_choice("train.loss", train.loss, LOSSES)
     require_choice("train.device", train.device, DEVICES)
+    if not (isinstance(train.compile, bool) or train.compile == "auto"):
+        raise ConfigError(f'train.compile: expected "auto", true or false, got {train.compile!r}')
     if not train.lr > 0:
         raise ConfigError(f"train.lr: must be > 0, got {train.lr}")
     if not 0 <= train.min_lr_ratio <= 1:

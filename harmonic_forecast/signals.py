@@ -41,6 +41,8 @@ _COMPONENT_SLOT = 1  # component j (0-based) uses slot 1 + j
 _DRIFT_SLOT = 1 + MAX_COMPONENTS
 _NOISE_SLOT = 1 + 2 * MAX_COMPONENTS  # each slot gives two Gaussian samples
 MAX_LENGTH = 2 * (SLOTS_PER_SIGNAL - _NOISE_SLOT)
+_INDEX_SHIFT = SLOTS_PER_SIGNAL.bit_length() - 1  # the signal index sits above the slot bits, below the split bits
+_INDEX_MASK = (1 << 48) - 1
 MAX_INTEGER_PERIODS = 100_000
 AMPLITUDE_LAWS = ("uniform", "equal")
 
@@ -54,6 +56,8 @@ class SignalSpec:
     component the same weight; both are normalised to sum 1. ``drift`` multiplies each component
     by a gain that moves linearly from 1 to ``r ~ U[drift_range]`` at a random time and back to 1
     at the window's end. ``normalize`` divides each signal by its max |x| over the whole window.
+    ``noise`` is one σ, or a list of them: signal ``i`` of a stream then gets ``noise[i % len(noise)]``,
+    so every batch mixes the levels in fixed proportions (training one model for all noise levels).
     """
 
     lookback: int = 100
@@ -62,7 +66,7 @@ class SignalSpec:
     periods: tuple[float, float] = (10, 100)
     integer_periods: bool = True
     amplitudes: str = "uniform"
-    noise: float = 0.0
+    noise: float | tuple[float, ...] = 0.0
     drift: bool = False
     drift_range: tuple[float, float] = (0.5, 2.0)
     normalize: bool = True
@@ -87,7 +91,7 @@ class SignalSpec:
                 "use integer_periods = false"
             )
         require_choice("signal.amplitudes", self.amplitudes, AMPLITUDE_LAWS)
-        noise = require_float("signal.noise", self.noise, minimum=0.0, maximum=10.0)
+        noise = require_noise("signal.noise", self.noise)
         require_bool("signal.drift", self.drift)
         r_lo, r_hi = require_pair("signal.drift_range", self.drift_range, integer=False)
         if not 0 < r_lo <= r_hi:
@@ -102,6 +106,11 @@ class SignalSpec:
     def length(self) -> int:
         """Samples per signal: lookback plus horizon."""
         return self.lookback + self.horizon
+
+    @property
+    def noise_levels(self) -> tuple[float, ...]:
+        """The noise σ of each signal class: signal ``i`` of a stream gets ``noise_levels[i % len]``."""
+        return self.noise if isinstance(self.noise, tuple) else (self.noise,)
 
     @property
     def max_components(self) -> int:
@@ -123,6 +132,15 @@ class SignalSpec:
     def replace(self, **changes: Any) -> SignalSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def require_noise(name: str, value: Any) -> float | tuple[float, ...]:
+    """A noise σ in [0, 10], or a non-empty list of them (one per signal class)."""
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ConfigError(f"{name}: a list of noise levels must not be empty")
+        return tuple(require_float(f"{name}[{i}]", level, minimum=0.0, maximum=10.0) for i, level in enumerate(value))
+    return require_float(name, value, minimum=0.0, maximum=10.0)
 
 
 def band_label(components: tuple[int, int]) -> str:
@@ -258,8 +276,15 @@ def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tup
     signal = render(spec, harmonics)
     if spec.normalize:
         normalize_peak_(signal)
-    if spec.noise > 0:
-        signal.add_(gaussian_noise(spec, key, signal_counters).mul_(spec.noise))
+    levels = spec.noise_levels
+    if max(levels) > 0:
+        noise = gaussian_noise(spec, key, signal_counters)
+        if len(levels) == 1:
+            noise.mul_(levels[0])
+        else:
+            index = signal_counters.bitwise_right_shift(_INDEX_SHIFT).bitwise_and_(_INDEX_MASK).remainder_(len(levels))
+            noise.mul_(torch.tensor(levels, device=noise.device)[index, None])
+        signal.add_(noise)
         if spec.normalize:
             normalize_peak_(signal)
     return signal, harmonics.count

@@ -40,6 +40,8 @@ def test_lists_from_config_files_become_tuples_and_round_trip() -> None:
         ({"noise": -0.1}, "signal.noise"),
         ({"noise": float("nan")}, "signal.noise"),
         ({"noise": "0.1"}, "signal.noise"),
+        ({"noise": []}, "signal.noise"),
+        ({"noise": [0.0, -0.1]}, "signal.noise[1]"),
         ({"amplitudes": "gaussian"}, "signal.amplitudes"),
         ({"drift": 1}, "signal.drift"),
         ({"drift_range": (0.0, 2.0)}, "signal.drift_range"),

@@ -134,6 +134,16 @@ def test_component_counts_per_row() -> None:
     assert int(count.min()) >= 3 and int(count.max()) <= 44
 
 
+def test_noise_levels_interleave_by_signal_index() -> None:
+    levels = (0.0, 0.03, 0.3)
+    mixed = HarmonicStream(SPEC.replace(noise=list(levels)), batch_size=12, seed=5, world_size=2, rank=1)
+    start = 2 * 12 + 6  # the first signal of rank 1's share of batch 2
+    for offset, level in enumerate(levels):
+        single = HarmonicStream(SPEC.replace(noise=level), batch_size=12, seed=5, world_size=2, rank=1)
+        rows = [row for row in range(6) if (start + row) % len(levels) == offset]
+        assert torch.equal(_whole(mixed, 2)[rows], _whole(single, 2)[rows])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
