@@ -6,6 +6,9 @@ twice and the data of a step depends on the step alone. Every stateful piece (we
 RNG, curriculum, counters, wandb run id) goes into the checkpoint, and the learning rate is a pure
 function of that state, so a resumed run computes bit for bit what the uninterrupted one would.
 
+On CUDA the step is compiled (``train.compile``; CUDA graphs on one device) and runs bf16 autocast
+over fp32 weights with a fused AdamW; it makes no host sync: the loss is read back only at log intervals.
+
 SIGTERM and SIGUSR1 only set a flag; the ranks agree on it once per step (an all-reduce started
 when the step begins and read when it ends), save one checkpoint and the command exits with
 :data:`EXIT_PREEMPTED`.
@@ -242,6 +245,35 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     return accelerator
 
 
+def build_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel (one launch for all parameters; CPU and CUDA both have it)."""
+    return torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay, fused=True)
+
+
+def uses_cuda_graphs(accelerator: Accelerator) -> bool:
+    """Whether a compiled step is replayed as CUDA graphs: on one CUDA device, where every step has the same shapes.
+
+    With several processes DDP's all-reduce runs between the compiled pieces; they compile without graphs.
+    """
+    return accelerator.device.type == "cuda" and accelerator.num_processes == 1
+
+
+def compile_objective(objective: torch.nn.Module, config: RunConfig, accelerator: Accelerator) -> torch.nn.Module:
+    """The module the training steps call: ``objective``, or ``torch.compile`` of it as ``train.compile`` asks.
+
+    Compiled after ``accelerator.prepare``, as Accelerate's own dynamo plugin does: DDP sits inside the
+    compiled module (its DDPOptimizer splits the graph at gradient buckets) and Accelerate's bf16 autocast
+    is traced with the forward. Only the training step is compiled: evaluation (other shapes), saving and
+    ``no_sync`` use the eager modules, which share the parameters, so state dicts keep their plain names.
+    """
+    setting, deepspeed = config.train.compile, accelerator.state.deepspeed_plugin is not None
+    if setting is True and deepspeed:
+        raise ConfigError("train.compile: not supported with DeepSpeed; set it to false or auto")
+    if setting is False or (setting == "auto" and (accelerator.device.type != "cuda" or deepspeed)):
+        return objective
+    return torch.compile(objective, mode="reduce-overhead" if uses_cuda_graphs(accelerator) else None, dynamic=False)
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
     """Every tensor inside nested dicts, lists and tuples."""
     if torch.is_tensor(value):
@@ -289,7 +321,7 @@ def _run(
 
     torch.manual_seed(config.train.seed)
     model = build_model(config.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = build_optimizer(model, config)
     state, curriculum = TrainState(stage_samples=[0] * len(config.stages)), CurriculumState()
     if saved and start_from:
         load_weights(model, start_from)
@@ -312,6 +344,9 @@ def _run(
     if main:
         console.print(parameter_table(model))
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
+    step_objective = compile_objective(objective, config, accelerator)
+    if step_objective is not objective:
+        say(f"training step compiled ({'CUDA graphs' if uses_cuda_graphs(accelerator) else 'no CUDA graphs'})")
     if deepspeed and start_from:
         objective.load_checkpoint(str(start_from), tag=DEEPSPEED_TAG, load_lr_scheduler_states=False)
     validation = _validation_streams(config, accelerator.device)
@@ -426,7 +461,7 @@ def _run(
                 lookback, target = stream.batch(state.step * accumulation + micro)
                 sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(objective)
                 with sync:
-                    loss = objective(lookback, target)
+                    loss = step_objective(lookback, target)
                     accelerator.backward(loss if deepspeed else loss / accumulation)  # DeepSpeed divides itself
                 nonfinite |= ~torch.isfinite(loss.detach())
             if config.train.grad_clip > 0:
@@ -441,7 +476,8 @@ def _run(
             if state.step % config.train.log_every == 0 or state.step == limit:
                 if bool(nonfinite):
                     raise DivergedError(f"loss became non-finite by step {state.step}; lower train.lr (nothing saved)")
-                value = float(accelerator.reduce(loss.detach(), reduction="mean"))  # the global batch's loss
+                # the global batch's loss, read before the next step (CUDA graphs reuse its memory)
+                value = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 speed = window_samples / (time.perf_counter() - window_start)
                 window_start, window_samples = time.perf_counter(), 0
                 label = f"stage {curriculum.stage + 1}/{len(config.stages)} {band_label(stage.components)}"

@@ -97,6 +97,8 @@ def test_max_steps_and_overrides(tmp_path: Path) -> None:
         (("steps = 30\n[[stages]]", "steps = 30\npromote_below = -1.0\n[[stages]]"), "stages[0].promote_below"),
         (("[eval]", '[wandb]\nmode = "cloud"\n[eval]'), "wandb.mode"),
         (("[eval]", "[wandb]\nenabled = 1\n[eval]"), "wandb.enabled"),
+        (("log_every = 10", 'log_every = 10\ncompile = "yes"'), "train.compile"),
+        (("log_every = 10", "log_every = 10\ncompile = 1"), "train.compile"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(
