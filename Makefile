@@ -20,11 +20,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $@
 
+# GPU tests need a CUDA device: CI deselects them; benchmarks/gpu_check.sh runs them on a GPU machine.
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not gpu"
 
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not gpu"
 
 lint: install
 	$(PY) -m ruff check .
