@@ -1,4 +1,15 @@
-"""The notebook's three forecasters as plain modules, and their ``config.json`` + ``model.safetensors`` format.
+"""The forecasters as plain modules, and their ``config.json`` + ``model.safetensors`` format.
+
+- ``wiener_gru`` (default): the adaptive Wiener skip path of :mod:`harmonic_forecast.wiener` (the best
+  linear forecast at each window's own noise level, in float64) plus a learned residual from a
+  non-teacher-forced ``GRUCell`` decoder. An MLP over the Wiener-denoised window, its rfft amplitudes
+  and phases, the log noise variance and the skip forecast gives the decoder's initial state; each
+  step is fed the previous forecast and the skip forecast of the step. The residual is scaled by the
+  skip path's calibrated error at the window's noise level, so the network predicts an O(1)
+  quantity whether the window is clean (error ~1e-6) or noisy (~1e-1), and the training loss is taken
+  in those units, which weighs clean and noisy windows alike.
+
+The notebook's three models, kept for comparison:
 
 - ``seed_gru`` (default, the notebook's final model): an MLP over ``[window, rfft amplitudes,
   rfft phases]`` (202 -> 100 -> 202 -> H for a lookback of 100) gives the initial hidden state of a
@@ -31,23 +42,25 @@ from torch import nn
 
 from harmonic_forecast.config import ConfigError, reject_unknown, require_bool, require_choice, require_int
 from harmonic_forecast.losses import mse
+from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.spectral import rfft_features
+from harmonic_forecast.wiener import WienerSkip
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-MODEL_KINDS = ("seed_gru", "lstm", "seq2seq_gru")
+MODEL_KINDS = ("wiener_gru", "seed_gru", "lstm", "seq2seq_gru")
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which forecaster and its shape; the defaults are the seed's final model (H = 140)."""
+    """Which forecaster and its shape; the seed's final model is ``seed_gru`` with H = 140, width 100."""
 
-    kind: str = "seed_gru"
+    kind: str = "wiener_gru"
     lookback: int = 100
     horizon: int = 10
-    hidden: int = 140
-    encoder_width: int = 100
+    hidden: int = 128
+    encoder_width: int = 256
     detach_feedback: bool = True
 
     def __post_init__(self) -> None:
@@ -65,6 +78,9 @@ class ModelConfig:
         return cls(**values)
 
 
+SEED_MODEL = ModelConfig(kind="seed_gru", hidden=140, encoder_width=100)  # the notebook's final model
+
+
 class Forecaster(nn.Module):
     """Base of all forecasters: ``forward(lookback) -> forecast``, saving and loading."""
 
@@ -75,6 +91,9 @@ class Forecaster(nn.Module):
     def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """The training objective; by default ``loss`` of the free-running forecast."""
         return loss(self(lookback).float(), target)
+
+    def fit_to_data(self, spec: SignalSpec, seed: int) -> None:
+        """Closed-form parts fitted from the stream before training; none by default."""
 
     def save_pretrained(self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``.
@@ -119,6 +138,50 @@ def load_weights(model: nn.Module, directory: Path, device: str | torch.device =
     except (OSError, SafetensorError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"{directory / WEIGHTS_FILE}: cannot load weights ({first_line})") from None
+
+
+class WienerGRUForecaster(Forecaster):
+    """Adaptive Wiener skip path plus a GRU-decoded residual; see the module docstring."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        lookback, hidden = config.lookback, config.hidden
+        self.skip = WienerSkip(lookback, config.horizon)
+        features = lookback + 2 * (lookback // 2 + 1) + 1 + config.horizon
+        width = config.encoder_width
+        self.encoder = nn.Sequential(
+            nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, hidden)
+        )
+        self.decoder = nn.GRUCell(2, hidden)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, 1))
+
+    def fit_to_data(self, spec: SignalSpec, seed: int) -> None:
+        """Fit the skip path on clean signals of ``spec`` (see :meth:`WienerSkip.fit`)."""
+        self.skip.fit(spec.replace(lookback=self.config.lookback, horizon=self.config.horizon), seed)
+
+    def _forecast(self, lookback: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forecast, skip forecast and residual scale, all float64 ``[B, H]``, ``[B, H]``, ``[B, 1]``."""
+        skip, variance, denoised = self.skip(lookback)
+        scale = self.skip.expected_error(variance).sqrt()[:, None]
+        denoised = denoised.float()
+        amplitude, phase = rfft_features(denoised)
+        log_variance = variance.log().float()[:, None] / 10
+        hidden = self.encoder(torch.cat([denoised, amplitude, phase, log_variance, skip.float()], dim=-1))
+        value, outputs = lookback[:, -1:], []
+        for step in range(self.config.horizon):
+            hidden = self.decoder(torch.cat([value, skip[:, step : step + 1].float()], dim=-1), hidden)
+            forecast = skip[:, step : step + 1] + self.head(hidden).double() * scale
+            outputs.append(forecast)
+            value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
+        return torch.cat(outputs, dim=-1), skip, scale
+
+    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+        return self._forecast(lookback)[0].float()
+
+    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """``loss`` of the forecast's residual over the skip path, in units of the skip path's expected error."""
+        forecast, skip, scale = self._forecast(lookback)
+        return loss(((forecast - skip) / scale).float(), ((target.double() - skip) / scale).float())
 
 
 class SeedGRUForecaster(Forecaster):
@@ -217,6 +280,7 @@ class Seq2SeqGRUForecaster(Forecaster):
 
 
 _MODELS: dict[str, type[Forecaster]] = {
+    "wiener_gru": WienerGRUForecaster,
     "seed_gru": SeedGRUForecaster,
     "lstm": LSTMForecaster,
     "seq2seq_gru": Seq2SeqGRUForecaster,
@@ -233,9 +297,18 @@ def flops_per_sample(config: ModelConfig, training: bool = True) -> float:
 
     Counted from the config: each linear map of n inputs and m outputs costs 2nm; a GRU cell step
     2 * 3H(in + H), an LSTM step 2 * 4H(in + H). Element-wise work and the rfft are left out (a few %).
+    The Wiener skip path (float64, no gradient) is counted once, forward only.
     """
     lookback, horizon, hidden = config.lookback, config.horizon, config.hidden
     spectral = lookback + 2 * (lookback // 2 + 1)
+    if config.kind == "wiener_gru":
+        width = config.encoder_width
+        encoder = 2 * ((spectral + 1 + horizon) * width + width * width + width * hidden)
+        head = 2 * (hidden * (hidden // 2) + hidden // 2)
+        network = encoder + horizon * (2 * 3 * hidden * (2 + hidden) + head)
+        skip = 2 * lookback * (2 * lookback + horizon)
+        unused_input_gradient = 2 * (spectral + 1 + horizon) * width  # the features carry no gradient
+        return float((3 * network - unused_input_gradient if training else network) + skip)
     if config.kind == "seed_gru":
         width = config.encoder_width
         encoder = 2 * (spectral * width + width * spectral + spectral * hidden)

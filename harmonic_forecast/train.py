@@ -341,6 +341,8 @@ def _run(
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
         state = TrainState(saved["step"], saved["samples_seen"], saved["stage_samples"])
         curriculum.load_state_dict(saved["curriculum"])
+    else:
+        model.fit_to_data(config.stage_spec(config.stages[-1]), config.train.seed)
     if main:
         console.print(parameter_table(model))
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)

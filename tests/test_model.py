@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harmonic_forecast import ConfigError
+from harmonic_forecast import ConfigError, SignalSpec
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
 from harmonic_forecast.model import (
+    SEED_MODEL,
     LSTMForecaster,
     ModelConfig,
     SeedGRUForecaster,
@@ -22,7 +23,7 @@ from tests.device_recorder import DeviceRecorder
 
 
 def test_seed_shapes_and_parameter_count() -> None:
-    model = SeedGRUForecaster(ModelConfig())
+    model = SeedGRUForecaster(SEED_MODEL)
     assert model.encoder[0].in_features == 202 and model.encoder[-1].out_features == 140
     assert model(torch.randn(5, 100)).shape == (5, 10)
     gru = 3 * (140 * 1 + 140 * 140 + 2 * 140)
@@ -43,19 +44,21 @@ def test_feedback_gradient_follows_the_option(detach: bool) -> None:
     assert (float(gradient.abs().sum()) == 0.0) == detach
 
 
-def test_save_and_load_without_training_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["wiener_gru", "seed_gru"])
+def test_save_and_load_without_training_code(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(1)
-    model = SeedGRUForecaster(ModelConfig(hidden=32, encoder_width=16))
+    model = build_model(ModelConfig(kind=kind, hidden=32, encoder_width=16))
+    model.fit_to_data(SignalSpec(components=(3, 10)), seed=0)
     model.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "seed_gru"
-    loaded = SeedGRUForecaster.from_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == kind
+    loaded = type(model).from_pretrained(tmp_path)
     lookback = torch.randn(3, 100)
     assert torch.equal(loaded(lookback), model(lookback))
 
 
 @pytest.mark.parametrize("damage", ["missing", "bad_json", "wrong_type", "truncated_weights", "wrong_shape"])
 def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str) -> None:
-    SeedGRUForecaster(ModelConfig(hidden=32)).save_pretrained(tmp_path)
+    SeedGRUForecaster(ModelConfig(kind="seed_gru", hidden=32)).save_pretrained(tmp_path)
     config, weights = tmp_path / "config.json", tmp_path / "model.safetensors"
     if damage == "missing":
         weights.unlink()
@@ -72,7 +75,7 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("kind", ["seed_gru", "lstm", "seq2seq_gru"])
+@pytest.mark.parametrize("kind", ["wiener_gru", "seed_gru", "lstm", "seq2seq_gru"])
 def test_forward_and_training_loss_touch_only_the_model_device(kind: str) -> None:
     model = build_model(ModelConfig(kind=kind, hidden=16)).to("meta")
     lookback, target = torch.empty(8, 100, device="meta"), torch.empty(8, 10, device="meta")
@@ -127,11 +130,10 @@ def test_loading_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
         SeedGRUForecaster.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize(("kind", "hidden"), [("seed_gru", 140), ("seq2seq_gru", 10)])
-def test_flops_per_sample_matches_pytorchs_flop_counter(kind: str, hidden: int) -> None:
+@pytest.mark.parametrize("config", [ModelConfig(), SEED_MODEL, ModelConfig(kind="seq2seq_gru", hidden=10)])
+def test_flops_per_sample_matches_pytorchs_flop_counter(config: ModelConfig) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    config = ModelConfig(kind=kind, hidden=hidden)
     model = build_model(config)
     lookback, target = torch.randn(32, 100), torch.randn(32, 10)
     with FlopCounterMode(display=False) as forward:

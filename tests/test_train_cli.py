@@ -11,7 +11,7 @@ import pytest
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.cli import main
-from harmonic_forecast.model import SeedGRUForecaster
+from harmonic_forecast.model import SeedGRUForecaster, WienerGRUForecaster
 from harmonic_forecast.run_config import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,7 @@ batch_size = 256
 lookback = 100
 horizon = 10
 [model]
+kind = "seed_gru"
 hidden = 32
 encoder_width = 32
 [[stages]]
@@ -67,6 +68,16 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
     model = SeedGRUForecaster.from_pretrained(tmp_path / "out" / "model")
     assert model.config.hidden == 32
     assert (tmp_path / "out" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(TINY.replace('kind = "seed_gru"', 'kind = "wiener_gru"'))
+    result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    final = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
+    clean = final["results"]["(3,5)"]
+    assert clean["model"] < 1e-4 and clean["model"] < 1e-3 * clean["dft"]
+    assert WienerGRUForecaster.from_pretrained(tmp_path / "out" / "model").skip.eigenvalues.max() > 0
 
 
 def test_max_steps_and_overrides(tmp_path: Path) -> None:

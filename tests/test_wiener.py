@@ -1,0 +1,55 @@
+"""The adaptive Wiener skip path: one closed-form forecaster as good as the best linear map at each noise level."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from harmonic_forecast import HarmonicStream, SignalSpec
+from harmonic_forecast.baselines import LinearMap, mse
+from harmonic_forecast.wiener import WienerSkip
+
+BAND = SignalSpec(components=(3, 20))
+
+
+@pytest.fixture(scope="module")
+def skip() -> WienerSkip:
+    module = WienerSkip(BAND.lookback, BAND.horizon)
+    module.fit(BAND, seed=0)
+    return module
+
+
+def _test_set(noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return HarmonicStream(BAND.replace(noise=noise), 2048, seed=9, split="test").batch(0)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.03, 0.1])
+def test_matches_the_linear_map_fitted_at_each_noise_level(skip: WienerSkip, noise: float) -> None:
+    train = HarmonicStream(BAND.replace(noise=noise), 8192, seed=0)
+    linear_map = LinearMap.fit_batches(train.batch(index) for index in range(8))
+    lookback, target = _test_set(noise)
+    forecast, _, _ = skip(lookback)
+    assert forecast.dtype == torch.float64 and forecast.shape == target.shape
+    assert mse(forecast, target) < 1.05 * mse(linear_map(lookback), target)
+
+
+def test_noise_estimate_grows_with_the_noise(skip: WienerSkip) -> None:
+    medians = [float(skip(_test_set(noise)[0])[1].median()) for noise in (0.0, 1e-3, 0.03, 0.3)]
+    assert medians[0] < 1e-14 and all(a * 10 < b for a, b in itertools.pairwise(medians))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_calibrated_error_predicts_the_measured_one(skip: WienerSkip, noise: float) -> None:
+    lookback, target = _test_set(noise)
+    forecast, variance, _ = skip(lookback)
+    measured = mse(forecast, target)
+    assert 0.5 * measured < float(skip.expected_error(variance).mean()) < 2 * measured
+
+
+def test_smoothing_keeps_clean_windows_and_changes_noisy_ones(skip: WienerSkip) -> None:
+    clean, _ = _test_set(0.0)
+    assert float((skip(clean)[2] - clean.double()).abs().max()) < 1e-3
+    noisy, _ = _test_set(0.1)
+    assert mse(skip(noisy)[2], noisy) > 1e-3
