@@ -4,10 +4,14 @@ Both pipelines train the seed's final model (``SeedGRUForecaster(ModelConfig())`
 horizon-weighted MSE and AdamW (lr 1e-3) on band (3,45): data -> forward -> loss -> backward ->
 step. The seed-style loop draws its batches from a map-style Dataset whose ``__getitem__`` makes
 one signal with numpy, as the seed notebook does, through a shuffling DataLoader (no workers);
-the stream pipeline iterates a HarmonicStream on the training device. Each case builds a fresh
-model (``torch.manual_seed(0)``), warms up 2 steps (1 when the first already took half the time
-budget, as the seed-style loop does at large batches), then times whole steps until ``--seconds``
-have passed. "data %" is the time to draw the same number of batches alone over the timed steps'.
+the stream pipeline iterates a HarmonicStream on the training device. On a CUDA device a third
+pipeline, "stream compiled", runs the trainer's GPU step on the same stream: the training objective
+compiled with CUDA graphs, bf16 autocast over fp32 weights and a fused AdamW; its ratio to the eager
+stream pipeline and its MFU are reported. Each case builds a fresh model (``torch.manual_seed(0)``),
+warms up 2 steps (1 when the first already took half the time budget, as the seed-style loop does at
+large batches; 3 for the compiled step: compilation, CUDA-graph warm-up and recording), then runs
+whole steps until ``--seconds`` have passed and waits for the device once at the end (no host sync
+per step). "data %" is the time to draw the same number of batches alone over the timed steps'.
 
 Usage: ``python benchmarks/train_step.py [--quick] [--seconds S] [--output PATH]``.
 """
@@ -37,48 +41,64 @@ from torch.utils.data import DataLoader
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.cpu_allocator import keep_freed_memory
+from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import ModelConfig, SeedGRUForecaster
+from harmonic_forecast.model import ModelConfig, SeedGRUForecaster, flops_per_sample
 from harmonic_forecast.signals import band_label
+from harmonic_forecast.train import TrainingObjective
 
 LOOKBACK, HORIZON = 100, 10
 PERIODS = (10, 100)
 BAND = (3, 45)
 LEARNING_RATE = 1e-3
 WARMUP_STEPS = 2
+COMPILED_WARMUP_STEPS = 3
 BATCHES = (128, 1024, 8192)
 QUICK_BATCHES = (128, 1024)
-SEED_STYLE, STREAM = "seed-style", "stream"
+SEED_STYLE, STREAM, COMPILED = "seed-style", "stream", "stream compiled"
 TARGET_RATIO, TARGET_DATA_FRACTION = 2.0, 0.05
+TARGET_CUDA_RATE = 1e6  # samples/s of the compiled step on one H200
 
 
-def _train_rate(batches: Iterator[Batch], device: torch.device, seconds: float) -> tuple[float, int, float]:
-    """Train a fresh seed model on ``batches``: ``(samples/s, timed steps, timed seconds)``."""
+def _training_step(device: torch.device, compiled: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A fresh seed model's objective and AdamW: eager, or compiled with a fused AdamW as the trainer on CUDA."""
     torch.manual_seed(0)
-    model = SeedGRUForecaster(ModelConfig()).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    objective = TrainingObjective(SeedGRUForecaster(ModelConfig()).to(device), weighted_mse)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=LEARNING_RATE, fused=compiled)
+    if compiled:
+        objective = torch.compile(objective, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+    return objective, optimizer
+
+
+def _train_rate(
+    batches: Iterator[Batch], device: torch.device, seconds: float, compiled: bool = False
+) -> tuple[float, int, float]:
+    """Train a fresh seed model on ``batches``: ``(samples/s, timed steps, timed seconds)``."""
+    objective, optimizer = _training_step(device, compiled)
+    bf16 = compiled and device.type == "cuda"
 
     def step() -> int:
         lookback, target = (tensor.to(device) for tensor in next(batches))
-        loss = weighted_mse(model(lookback), target)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = objective(lookback, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        synchronize(device)
         return len(lookback)
 
     start = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
+    for _ in range(COMPILED_WARMUP_STEPS if compiled else WARMUP_STEPS):
         step()
-        if time.perf_counter() - start >= seconds / 2:
+        synchronize(device)
+        if not compiled and time.perf_counter() - start >= seconds / 2:
             break
     samples, steps, start = 0, 0, time.perf_counter()
-    while True:
+    while time.perf_counter() - start < seconds:
         samples += step()
         steps += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return samples / elapsed, steps, elapsed
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return samples / elapsed, steps, elapsed
 
 
 def _data_seconds(batches: Iterator[Batch], count: int, device: torch.device) -> float:
@@ -88,6 +108,21 @@ def _data_seconds(batches: Iterator[Batch], count: int, device: torch.device) ->
         next(batches)
     synchronize(device)
     return time.perf_counter() - start
+
+
+def _row(pipeline: str, device: torch.device, batch: int, rate: float, steps: int, data: float) -> dict[str, Any]:
+    """One result: throughput, the data's share of the step and, on a GPU of known peak, the MFU."""
+    peak = peak_flops(device, bf16=pipeline == COMPILED)
+    mfu = rate * flops_per_sample(ModelConfig()) / peak if peak else None
+    return {
+        "pipeline": pipeline,
+        "device": device.type,
+        "batch": batch,
+        "samples_per_s": rate,
+        "data_fraction": data,
+        "steps": steps,
+        "mfu": mfu,
+    }
 
 
 def _percent(fraction: float) -> str:
@@ -113,74 +148,67 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     np.random.seed(0)
     results: list[dict[str, Any]] = []
-    ratios: dict[str, dict[str, float]] = {}
     for device in devices:
         for batch in batch_sizes:
             loader = DataLoader(SeedStyleSignals(BAND), batch_size=batch, shuffle=True, num_workers=0)
             seed_batches = forever(loader)
-            seed_rate, steps, elapsed = _train_rate(seed_batches, device, args.seconds)
-            seed_data = _data_seconds(seed_batches, steps, device)
-            results.append(
-                {
-                    "pipeline": SEED_STYLE,
-                    "device": device.type,
-                    "batch": batch,
-                    "samples_per_s": seed_rate,
-                    "data_fraction": seed_data / elapsed,
-                    "steps": steps,
-                }
-            )
+            rate, steps, elapsed = _train_rate(seed_batches, device, args.seconds)
+            data = _data_seconds(seed_batches, steps, device)
+            results.append(_row(SEED_STYLE, device, batch, rate, steps, data / elapsed))
             stream = HarmonicStream(spec, batch_size=batch, seed=0, device=device)
-            rate, steps, elapsed = _train_rate(iter(stream), device, args.seconds)
-            data = _data_seconds((stream.batch(index) for index in range(steps)), steps, device)
-            results.append(
-                {
-                    "pipeline": STREAM,
-                    "device": device.type,
-                    "batch": batch,
-                    "samples_per_s": rate,
-                    "data_fraction": data / elapsed,
-                    "steps": steps,
-                }
-            )
-            ratios.setdefault(device.type, {})[str(batch)] = rate / seed_rate
+            for pipeline in (STREAM, COMPILED) if device.type == "cuda" else (STREAM,):
+                rate, steps, elapsed = _train_rate(iter(stream), device, args.seconds, compiled=pipeline == COMPILED)
+                data = _data_seconds((stream.batch(index) for index in range(steps)), steps, device)
+                results.append(_row(pipeline, device, batch, rate, steps, data / elapsed))
 
+    rows = {(row["pipeline"], row["device"], row["batch"]): row for row in results}
+
+    def ratio(pipeline: str, baseline: str, device: str, batch: int) -> float:
+        return rows[pipeline, device, batch]["samples_per_s"] / rows[baseline, device, batch]["samples_per_s"]
+
+    ratios = {
+        device.type: {str(batch): ratio(STREAM, SEED_STYLE, device.type, batch) for batch in batch_sizes}
+        for device in devices
+    }
     threads = torch.get_num_threads()
     table = Table(title=f"Training step on {band_label(BAND)} ({args.seconds:g} s per case, {threads} CPU threads)")
-    for column in ("pipeline", "device", "batch", "samples/s", "data %", "× seed-style"):
+    for column in ("pipeline", "device", "batch", "samples/s", "data %", "× seed-style", "MFU"):
         table.add_column(column, justify="left" if column in ("pipeline", "device") else "right")
     for row in results:
-        ratio = ratios[row["device"]][str(row["batch"])] if row["pipeline"] == STREAM else 1.0
         table.add_row(
             row["pipeline"],
             row["device"],
             str(row["batch"]),
             sci(row["samples_per_s"]),
             _percent(row["data_fraction"]),
-            format_ratio(ratio),
+            format_ratio(ratio(row["pipeline"], SEED_STYLE, row["device"], row["batch"])),
+            "-" if row["mfu"] is None else _percent(row["mfu"]),
         )
     console = Console(highlight=False, soft_wrap=True)
     console.print(table)
 
-    rows = {(row["pipeline"], row["device"], row["batch"]): row for row in results}
     for device in devices:
         for batch in batch_sizes:
             seed_row, stream_row = rows[SEED_STYLE, device.type, batch], rows[STREAM, device.type, batch]
-            ratio = ratios[device.type][str(batch)]
+            speedup = ratios[device.type][str(batch)]
             line = (
                 f"batch {batch} {device.type}: stream {sci(stream_row['samples_per_s'])} samples/s = "
-                f"{format_ratio(ratio)} "
+                f"{format_ratio(speedup)} "
                 f"the seed-style loop ({sci(seed_row['samples_per_s'])}); "
                 f"data {_percent(stream_row['data_fraction'])} of the step "
                 f"(seed-style {_percent(seed_row['data_fraction'])})"
             )
             if device.type == "cpu":
-                speed = "met" if ratio >= TARGET_RATIO else "NOT met"
+                speed = "met" if speedup >= TARGET_RATIO else "NOT met"
                 data = "met" if stream_row["data_fraction"] <= TARGET_DATA_FRACTION else "NOT met"
                 line += (
                     f"; target >= {TARGET_RATIO:g}x: {speed}, "
                     f"data <= {_percent(TARGET_DATA_FRACTION)} of the step: {data}"
                 )
+            else:
+                compiled = rows[COMPILED, device.type, batch]["samples_per_s"]
+                speedup = ratio(COMPILED, STREAM, device.type, batch)
+                line += f"; compiled {sci(compiled)} samples/s = {format_ratio(speedup)} eager"
             console.print(line)
 
     best = max(ratios["cpu"].values())
@@ -188,6 +216,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"train_vs_seed: best CPU ratio {format_ratio(best)} (the targets assume a 2-core CPU; "
         f"this run used {threads} threads)"
     )
+    if "cuda" in ratios:
+        fastest = max(rows[COMPILED, "cuda", batch]["samples_per_s"] for batch in batch_sizes)
+        verdict = "met" if fastest >= TARGET_CUDA_RATE else "NOT met"
+        console.print(f"cuda: best compiled {sci(fastest)} samples/s; target >= {sci(TARGET_CUDA_RATE)}: {verdict}")
 
     report: dict[str, Any] = {
         "benchmark": "train_step",
@@ -202,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     if "cuda" in ratios:
         report["cuda_ratio"] = ratios["cuda"]
+        report["cuda_compiled_vs_eager"] = {str(b): ratio(COMPILED, STREAM, "cuda", b) for b in batch_sizes}
+        report["cuda_compiled_samples_per_s"] = fastest
     return write_report(report, output, console)
 
 
