@@ -49,13 +49,13 @@ phase() {  # phase NAME SECONDS COMMAND...: run COMMAND under a time limit; reco
 
 timeout 10 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 timeout 20 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-# The limits and the two lines above add up to 8 minutes. Compilation is most of each GPU phase (a fresh
-# machine has no Inductor cache; the tests fill it for the benchmark and the run).
-phase preflight 30 "${CUDA_CHECK[@]}"
+# The phase limits add up to 7 min 45 s (8 minutes with the two lines above). Compilation is most of each GPU
+# phase (a fresh machine has no Inductor cache; the tests fill it for the benchmark and the run).
+phase preflight 25 "${CUDA_CHECK[@]}"
 cp benchmarks/results/cuda-stream-check.json "$OUT/" 2>/dev/null
-phase tests 145 "$PYTHON" -m pytest -m gpu -p no:cacheprovider "${TESTS[@]}" tests
-phase generator 40 "$PYTHON" benchmarks/generator.py "${GENERATOR[@]}" --output "$OUT/generator.json"
-phase train_step 110 "$PYTHON" benchmarks/train_step.py "${TRAIN_STEP[@]}" --output "$OUT/train_step.json"
+phase tests 165 "$PYTHON" -m pytest -m gpu -p no:cacheprovider "${TESTS[@]}" tests
+phase generator 35 "$PYTHON" benchmarks/generator.py "${GENERATOR[@]}" --output "$OUT/generator.json"
+phase train_step 100 "$PYTHON" benchmarks/train_step.py "${TRAIN_STEP[@]}" --output "$OUT/train_step.json"
 # (3,45) from the seed config for RUN_SECONDS, then SIGTERM: the trainer saves a checkpoint and exits 3 (success)
 rm -rf "$RUN_DIR"
 phase run $((RUN_SECONDS + 20)) bash -c '"$@"; status=$?; [ "$status" -eq 0 ] || [ "$status" -eq 3 ]' run \

@@ -1,6 +1,6 @@
 """End-to-end training throughput of the seed model on HarmonicStream against a seed-style loop, in the same run.
 
-Both pipelines train the seed's final model (``SeedGRUForecaster(ModelConfig())``) with the
+Both pipelines train the seed's final model (``SEED_MODEL``, kind ``seed_gru``) with the
 horizon-weighted MSE and AdamW (lr 1e-3) on band (3,45): data -> forward -> loss -> backward ->
 step. The seed-style loop draws its batches from a map-style Dataset whose ``__getitem__`` makes
 one signal with numpy, as the seed notebook does, through a shuffling DataLoader (no workers);
@@ -43,7 +43,7 @@ from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import ModelConfig, SeedGRUForecaster, flops_per_sample
+from harmonic_forecast.model import SEED_MODEL, SeedGRUForecaster, flops_per_sample
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.train import TrainingObjective
 
@@ -63,7 +63,7 @@ TARGET_CUDA_RATE = 1e6  # samples/s of the compiled step on one H200
 def _training_step(device: torch.device, compiled: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """A fresh seed model's objective and AdamW: eager, or compiled with a fused AdamW as the trainer on CUDA."""
     torch.manual_seed(0)
-    objective = TrainingObjective(SeedGRUForecaster(ModelConfig()).to(device), weighted_mse)
+    objective = TrainingObjective(SeedGRUForecaster(SEED_MODEL).to(device), weighted_mse)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=LEARNING_RATE, fused=compiled)
     if compiled:
         objective = torch.compile(objective, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
@@ -113,7 +113,7 @@ def _data_seconds(batches: Iterator[Batch], count: int, device: torch.device) ->
 def _row(pipeline: str, device: torch.device, batch: int, rate: float, steps: int, data: float) -> dict[str, Any]:
     """One result: throughput, the data's share of the step and, on a GPU of known peak, the MFU."""
     peak = peak_flops(device, bf16=pipeline == COMPILED)
-    mfu = rate * flops_per_sample(ModelConfig()) / peak if peak else None
+    mfu = rate * flops_per_sample(SEED_MODEL) / peak if peak else None
     return {
         "pipeline": pipeline,
         "device": device.type,

@@ -26,9 +26,12 @@ def _loss_and_gradients(
     return loss.detach(), {name: p.grad.clone() for name, p in objective.named_parameters()}
 
 
-def test_compiled_objective_matches_eager_loss_and_gradients() -> None:
+@pytest.mark.parametrize("kind", ["seed_gru", "wiener_gru"])
+def test_compiled_objective_matches_eager_loss_and_gradients(kind: str) -> None:
     torch.manual_seed(0)
-    objective = TrainingObjective(build_model(ModelConfig(hidden=16, encoder_width=16)), weighted_mse)
+    model = build_model(ModelConfig(kind=kind, hidden=16, encoder_width=16))
+    model.fit_to_data(SignalSpec(), seed=0)
+    objective = TrainingObjective(model, weighted_mse)
     lookback, target = HarmonicStream(SignalSpec(), batch_size=64, seed=1).batch(0)
     eager_loss, eager_gradients = _loss_and_gradients(objective, lookback, target)
     compiled = torch.compile(objective, dynamic=False)

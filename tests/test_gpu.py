@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import ModelConfig, build_model
+from harmonic_forecast.model import SEED_MODEL, ModelConfig, build_model
 from harmonic_forecast.run_config import RunConfig, load_run_config
 from harmonic_forecast.train import TrainingObjective, train
 from tests.device_recorder import DeviceRecorder
@@ -41,6 +41,10 @@ batch_size = 1024
 [signal]
 lookback = 100
 horizon = 10
+[model]
+kind = "seed_gru"
+hidden = 140
+encoder_width = 100
 [[stages]]
 components = [3, 45]
 steps = 40
@@ -93,9 +97,13 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm().clamp(min=1e-12))
 
 
-def test_compiled_bf16_step_matches_eager() -> None:
+@pytest.mark.parametrize("kind", ["seed_gru", "wiener_gru"])
+def test_compiled_bf16_step_matches_eager(kind: str) -> None:
     torch.manual_seed(0)
-    objective = TrainingObjective(build_model(ModelConfig()).to(CUDA), weighted_mse)
+    config = SEED_MODEL if kind == "seed_gru" else ModelConfig(kind=kind)
+    model = build_model(config)
+    model.fit_to_data(SignalSpec(), seed=0)
+    objective = TrainingObjective(model.to(CUDA), weighted_mse)
     lookback, target = HarmonicStream(SignalSpec(), batch_size=1024, seed=1, device=CUDA).batch(0)
     eager_loss, eager_gradients = _bf16_step(objective, lookback, target)
     compiled = torch.compile(objective, mode="reduce-overhead", dynamic=False)
