@@ -1,6 +1,7 @@
 """Score a model against the classical baselines on fixed-seed test sets.
 
-Test sets: bands (3,10), (3,20), (3,45), (40,46), each clean and with noise σ = 0.1, drawn from the
+Test sets: bands (3,10), (3,20), (3,45), (40,46), each clean and with noise σ = 0.1, plus (3,45) at
+σ = 0.03 and 0.3 (one model has to serve every noise level), drawn from the
 stream's ``test`` split with a fixed seed, so every model is scored on the same signals. Every
 forecaster sees the same windows; the fitted baselines (linear map, AR order) are fitted on the
 ``train``/``validation`` splits of the same distribution, never on the test signals.
@@ -23,6 +24,7 @@ from harmonic_forecast.stream import HarmonicStream
 
 TEST_BANDS = ((3, 10), (3, 20), (3, 45), (40, 46))
 NOISE_LEVELS = (0.0, 0.1)
+NOISE_SWEEP = ((3, 45), (0.03, 0.3))  # further noise levels, on the widest band
 TEST_SEED = 1234
 
 
@@ -38,12 +40,14 @@ class EvaluationSettings:
 
 def evaluation_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
     """Name -> spec of every test set, e.g. ``"(3,45) σ=0.1"``."""
-    sets = {}
-    for band in TEST_BANDS:
-        for noise in NOISE_LEVELS:
-            name = f"{band_label(band)} " + ("clean" if noise == 0 else f"σ={noise:g}")
-            sets[name] = SignalSpec(lookback=lookback, horizon=horizon, components=band, noise=noise)
-    return sets
+    bands = [(band, noise) for band in TEST_BANDS for noise in NOISE_LEVELS]
+    bands += [(NOISE_SWEEP[0], noise) for noise in NOISE_SWEEP[1]]
+    return {
+        f"{band_label(band)} " + ("clean" if noise == 0 else f"σ={noise:g}"): SignalSpec(
+            lookback=lookback, horizon=horizon, components=band, noise=noise
+        )
+        for band, noise in bands
+    }
 
 
 def score(forecast: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
@@ -56,13 +60,21 @@ def score(forecast: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
     }
 
 
-def evaluate(forecaster: HarmonicForecaster, settings: EvaluationSettings) -> dict[str, dict[str, dict[str, Any]]]:
-    """Test set -> forecaster -> scores (``mse``, ``mae``, ``mse_per_step``, ``vs_naive``)."""
+def evaluate(
+    forecaster: HarmonicForecaster,
+    settings: EvaluationSettings,
+    others: dict[str, HarmonicForecaster] | None = None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Test set -> forecaster -> scores (``mse``, ``mae``, ``mse_per_step``, ``vs_naive``).
+
+    ``forecaster`` is scored as ``model``, each of ``others`` under its name, then the baselines.
+    """
     results = {}
+    models = {"model": forecaster} | (others or {})
     for name, spec in evaluation_sets(forecaster.lookback, forecaster.horizon).items():
         stream = HarmonicStream(spec, settings.signals, seed=settings.seed, split="test", device=forecaster.device)
         lookback, target = stream.batch(0)
-        forecasters = {"model": forecaster.predict} | fit_baselines(
+        forecasters = {label: model.predict for label, model in models.items()} | fit_baselines(
             spec,
             seed=settings.seed,
             fit_batches=settings.fit_batches,

@@ -24,3 +24,16 @@ def test_quick_suite_writes_the_headline_ratios(tmp_path: Path) -> None:
         assert isinstance(summary[key], float) and summary[key] > 0
     assert all(report["peak_rss_mb"] > 0 for report in summary["benchmarks"].values())
     assert "| ddp_scaling |" in summary_path.with_suffix(".md").read_text()
+
+
+def test_quick_accuracy_benchmark_scores_both_models_against_the_linear_maps(tmp_path: Path) -> None:
+    output = tmp_path / "accuracy.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "accuracy.py"), "--quick", "--output", str(output)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert set(report["training"]) == {"default", "seed_gru"}
+    assert all(run["samples"] >= 960 and run["seconds"] > 0 for run in report["training"].values())
+    assert len(report["summary"]) == 10
+    clean = report["summary"]["(3,45) clean"]
+    assert clean["default"]["vs_best_linear"] < 2 < clean["seed_gru"]["vs_best_linear"]

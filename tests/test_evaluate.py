@@ -19,7 +19,7 @@ def test_evaluation_sets_cover_the_bands_clean_and_noisy() -> None:
     sets = evaluation_sets(100, 10)
     assert list(sets) == [
         f"{band} {kind}" for band in ("(3,10)", "(3,20)", "(3,45)", "(40,46)") for kind in ("clean", "σ=0.1")
-    ]
+    ] + ["(3,45) σ=0.03", "(3,45) σ=0.3"]
     assert sets["(40,46) σ=0.1"].components == (40, 46) and sets["(40,46) σ=0.1"].noise == 0.1
 
 
@@ -44,7 +44,7 @@ def test_evaluate_command_on_the_pretrained_model(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["model"] == "the shipped pretrained model"
     results = report["results"]
-    assert len(results) == 8
+    assert len(results) == 10
     for scores in results.values():
         assert set(scores) == {"model", *BASELINES}
         assert scores["naive"]["vs_naive"] == 1.0
