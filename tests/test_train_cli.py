@@ -48,9 +48,13 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_quickstart_config_is_valid() -> None:
-    config = load_run_config(ROOT / "configs" / "quickstart.toml")
-    assert config.stages[0].components == (3, 10) and config.model.hidden == 140
+@pytest.mark.parametrize("name", ["quickstart", "forecast_cpu", "forecast_gpu", "seed_45"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    config = load_run_config(ROOT / "configs" / f"{name}.toml")
+    assert config.model.kind == ("seed_gru" if name == "seed_45" else "wiener_gru")
+    if name != "seed_45":
+        assert config.signal.noise_levels == (0.0, 0.001, 0.01, 0.03, 0.1, 0.3)
+        assert config.stages[-1].lr < config.stages[0].lr  # the low-rate final phase
 
 
 def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) -> None:
