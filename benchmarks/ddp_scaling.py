@@ -41,6 +41,10 @@ batch_size = 256
 [signal]
 lookback = 100
 horizon = 10
+[model]
+kind = "seed_gru"
+hidden = 140
+encoder_width = 100
 [[stages]]
 components = [3, 45]
 steps = {steps}
