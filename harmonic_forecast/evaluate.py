@@ -19,7 +19,7 @@ from rich.table import Table
 
 from harmonic_forecast.baselines import fit_baselines
 from harmonic_forecast.forecast import HarmonicForecaster
-from harmonic_forecast.signals import SignalSpec, band_label
+from harmonic_forecast.signals import SignalSpec, set_label
 from harmonic_forecast.stream import HarmonicStream
 
 TEST_BANDS = ((3, 10), (3, 20), (3, 45), (40, 46))
@@ -43,9 +43,7 @@ def evaluation_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
     bands = [(band, noise) for band in TEST_BANDS for noise in NOISE_LEVELS]
     bands += [(NOISE_SWEEP[0], noise) for noise in NOISE_SWEEP[1]]
     return {
-        f"{band_label(band)} " + ("clean" if noise == 0 else f"σ={noise:g}"): SignalSpec(
-            lookback=lookback, horizon=horizon, components=band, noise=noise
-        )
+        set_label(band, noise): SignalSpec(lookback=lookback, horizon=horizon, components=band, noise=noise)
         for band, noise in bands
     }
 

@@ -148,6 +148,11 @@ def band_label(components: tuple[int, int]) -> str:
     return f"({components[0]},{components[1]})"
 
 
+def set_label(components: tuple[int, int], noise: float) -> str:
+    """The name of a band at one noise level in tables and metrics, e.g. ``(3,45) clean`` or ``(3,45) σ=0.1``."""
+    return f"{band_label(components)} " + ("clean" if noise == 0 else f"σ={noise:g}")
+
+
 @dataclass(frozen=True)
 class Harmonics:
     """The drawn components of a batch, padded to ``spec.max_components`` slots.

@@ -47,7 +47,7 @@ from harmonic_forecast.losses import loss_function
 from harmonic_forecast.model import Forecaster, build_model, flops_per_sample, load_weights, read_model_config
 from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.run_config import RunConfig
-from harmonic_forecast.signals import band_label
+from harmonic_forecast.signals import band_label, set_label
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream
 from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_table, make_console, parameter_table
@@ -154,16 +154,23 @@ def mean_over_steps(per_step: dict[str, dict[str, list[float]]]) -> dict[str, di
 
 
 def _validation_streams(config: RunConfig, device: torch.device) -> dict[str, HarmonicStream]:
+    """One stream per stage band (the promotion rule reads these), and per noise level when the signal mixes several."""
+    specs = {}
+    for band in dict.fromkeys(stage.components for stage in config.stages):
+        spec = config.signal.replace(components=band)
+        specs[band_label(band)] = spec
+        if len(spec.noise_levels) > 1:
+            specs |= {set_label(band, level): spec.replace(noise=level) for level in spec.noise_levels}
     return {
-        band_label(band): HarmonicStream(
-            config.signal.replace(components=band),
+        name: HarmonicStream(
+            spec,
             config.eval.batch_size,
             seed=config.train.seed,
             device=device,
             split="validation",
             num_batches=config.eval.batches,
         )
-        for band in dict.fromkeys(stage.components for stage in config.stages)
+        for name, spec in specs.items()
     }
 
 

@@ -76,11 +76,16 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
 
 def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(TINY.replace('kind = "seed_gru"', 'kind = "wiener_gru"'))
-    result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", cwd=tmp_path)
+    mixed = ("--set", "signal.noise=[0.0, 0.1]")
+    result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", *mixed, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     final = json.loads((tmp_path / "out" / "metrics.jsonl").read_text().splitlines()[-1])
-    clean = final["results"]["(3,5)"]
+    assert set(final["results"]) == {
+        f"{band}{level}" for band in ("(3,5)", "(3,8)") for level in ("", " clean", " σ=0.1")
+    }
+    clean, noisy = final["results"]["(3,5) clean"], final["results"]["(3,5) σ=0.1"]
     assert clean["model"] < 1e-4 and clean["model"] < 1e-3 * clean["dft"]
+    assert noisy["model"] < noisy["naive"] and clean["model"] < final["results"]["(3,5)"]["model"] < noisy["model"]
     assert WienerGRUForecaster.from_pretrained(tmp_path / "out" / "model").skip.eigenvalues.max() > 0
 
 
