@@ -288,7 +288,10 @@ def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tup
             noise.mul_(levels[0])
         else:
             index = signal_counters.bitwise_right_shift(_INDEX_SHIFT).bitwise_and_(_INDEX_MASK).remainder_(len(levels))
-            noise.mul_(torch.tensor(levels, device=noise.device)[index, None])
+            sigma = torch.zeros_like(noise[:, :1])
+            for position, level in enumerate(levels):  # scalar fills: no host-to-device copy per batch
+                sigma.masked_fill_(index[:, None] == position, level)
+            noise.mul_(sigma)
         signal.add_(noise)
         if spec.normalize:
             normalize_peak_(signal)

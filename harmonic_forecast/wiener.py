@@ -41,7 +41,7 @@ class WienerSkip(nn.Module):
         self.register_buffer("eigenvalues", torch.ones(lookback, dtype=torch.float64))
         self.register_buffer("eigenvectors", torch.eye(lookback, dtype=torch.float64))
         self.register_buffer("projected_cross", torch.zeros(lookback, horizon, dtype=torch.float64))
-        self.register_buffer("error_knots", _KNOTS.clone())
+        self.register_buffer("error_knots", _KNOTS.clone(), persistent=False)  # fixed grid: not saved
         self.register_buffer("expected_errors", torch.ones_like(_KNOTS))
 
     def noise_variance(self, coordinates: Tensor) -> Tensor:
