@@ -18,6 +18,8 @@ residual and its loss, so clean and noisy windows weigh alike in training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -26,7 +28,7 @@ from harmonic_forecast.stream import HarmonicStream
 
 NOISE_FLOOR = 1e-16  # float32 rounding of unit-peak windows: (2**-24)**2 / 12 is ~3e-16
 CALIBRATION_NOISE = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
-_KNOTS = torch.linspace(-37.0, 1.0, 39, dtype=torch.float64)  # log s² grid of the error calibration
+ERROR_KNOTS = torch.linspace(-37.0, 1.0, 39, dtype=torch.float64)  # log s² grid of the error calibration
 
 
 class WienerSkip(nn.Module):
@@ -41,8 +43,8 @@ class WienerSkip(nn.Module):
         self.register_buffer("eigenvalues", torch.ones(lookback, dtype=torch.float64))
         self.register_buffer("eigenvectors", torch.eye(lookback, dtype=torch.float64))
         self.register_buffer("projected_cross", torch.zeros(lookback, horizon, dtype=torch.float64))
-        self.register_buffer("error_knots", _KNOTS.clone(), persistent=False)  # fixed grid: not saved
-        self.register_buffer("expected_errors", torch.ones_like(_KNOTS))
+        self.register_buffer("error_knots", ERROR_KNOTS.clone(), persistent=False)  # fixed grid: not saved
+        self.register_buffer("expected_errors", torch.ones_like(ERROR_KNOTS))
 
     def noise_variance(self, coordinates: Tensor) -> Tensor:
         """Per-window ``s²`` from the eigen-coordinates ``[B, L]`` (ascending eigenvalues)."""
@@ -58,13 +60,8 @@ class WienerSkip(nn.Module):
         return (coordinates * gain) @ self.projected_cross, variance, denoised
 
     def expected_error(self, variance: Tensor) -> Tensor:
-        """The calibrated MSE of the skip forecast at noise variance ``variance`` (piecewise linear in log)."""
-        knots = self.error_knots
-        position = ((variance.log() - knots[0]) / (knots[1] - knots[0])).clamp(0.0, len(knots) - 1.0)
-        lower = position.floor().long().clamp_max(len(knots) - 2)
-        fraction = position - lower
-        values = self.expected_errors
-        return values[lower] * (1 - fraction) + values[lower + 1] * fraction
+        """The calibrated MSE of the skip forecast at noise variance ``variance``."""
+        return interpolate_error(self.error_knots, self.expected_errors, variance)
 
     @torch.no_grad()
     def fit(self, spec: SignalSpec, seed: int, batches: int = 8, batch_size: int = 8192) -> None:
@@ -86,20 +83,41 @@ class WienerSkip(nn.Module):
         self.eigenvalues.copy_(eigenvalues.clamp_min(0.0))
         self.eigenvectors.copy_(eigenvectors)
         self.projected_cross.copy_(eigenvectors.mT @ (cross / (batches * batch_size)))
-        self._calibrate(spec, seed, device)
+        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device))
 
-    def _calibrate(self, spec: SignalSpec, seed: int, device: torch.device, per_level: int = 2048) -> None:
-        """Expected MSE per ``log s²`` knot: a Gaussian-kernel average over validation windows at many noise levels."""
-        noisy = spec.replace(noise=CALIBRATION_NOISE)
-        batch_size = per_level * len(CALIBRATION_NOISE)
-        validation = HarmonicStream(noisy, batch_size, seed, device, split="validation", rank=0, world_size=1)
-        lookback, target = validation.batch(0)
-        forecast, variance, _ = self(lookback)
-        error = (forecast - target.double()).square().mean(dim=-1)
-        spacing = float(self.error_knots[1] - self.error_knots[0])
-        weight = torch.exp(-0.5 * ((variance.log()[None] - self.error_knots[:, None]) / spacing).square())
-        mass = weight.sum(dim=-1)
-        smoothed = (weight @ error) / mass.clamp_min(1e-300)
-        known = mass > 1e-3
-        nearest = (torch.arange(len(mass), device=device)[:, None] - known.nonzero()[:, 0][None]).abs().argmin(dim=-1)
-        self.expected_errors.copy_(smoothed[known][nearest])
+
+def interpolate_error(knots: Tensor, errors: Tensor, variance: Tensor) -> Tensor:
+    """``errors`` at ``log(variance)``, piecewise linear between the evenly spaced ``knots`` (clamped at the ends)."""
+    position = ((variance.log() - knots[0]) / (knots[1] - knots[0])).clamp(0.0, len(knots) - 1.0)
+    lower = position.floor().long().clamp_max(len(knots) - 2)
+    fraction = position - lower
+    return errors[lower] * (1 - fraction) + errors[lower + 1] * fraction
+
+
+@torch.no_grad()
+def calibrate_error(
+    forecast_and_variance: Callable[[Tensor], tuple[Tensor, Tensor]],
+    knots: Tensor,
+    spec: SignalSpec,
+    seed: int,
+    device: torch.device,
+    per_level: int = 2048,
+) -> Tensor:
+    """Expected MSE of a skip path per ``log s²`` knot, a Gaussian-kernel average over validation windows.
+
+    The windows are ``per_level`` signals of ``spec`` at each of :data:`CALIBRATION_NOISE`; knots that no
+    window comes near take the value of the nearest knot that one does.
+    """
+    noisy = spec.replace(noise=CALIBRATION_NOISE)
+    batch_size = per_level * len(CALIBRATION_NOISE)
+    validation = HarmonicStream(noisy, batch_size, seed, device, split="validation", rank=0, world_size=1)
+    lookback, target = validation.batch(0)
+    forecast, variance = forecast_and_variance(lookback)
+    error = (forecast - target.double()).square().mean(dim=-1)
+    spacing = float(knots[1] - knots[0])
+    weight = torch.exp(-0.5 * ((variance.log()[None] - knots[:, None]) / spacing).square())
+    mass = weight.sum(dim=-1)
+    smoothed = (weight @ error) / mass.clamp_min(1e-300)
+    known = mass > 1e-3
+    nearest = (torch.arange(len(mass), device=device)[:, None] - known.nonzero()[:, 0][None]).abs().argmin(dim=-1)
+    return smoothed[known][nearest]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from harmonic_forecast import ConfigError, load_forecaster
+from harmonic_forecast import ConfigError, SignalSpec, load_forecaster
 from harmonic_forecast.cli import main
 from harmonic_forecast.model import ModelConfig, build_model
 
@@ -18,7 +18,9 @@ from harmonic_forecast.model import ModelConfig, build_model
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("model")
-    build_model(ModelConfig(hidden=32, encoder_width=32)).save_pretrained(directory)
+    model = build_model(ModelConfig(hidden=32, encoder_width=32))
+    model.fit_to_data(SignalSpec(components=(3, 46)), seed=0)  # the skip path, as training starts with
+    model.save_pretrained(directory)
     return directory
 
 
@@ -50,7 +52,8 @@ def test_forecast_maps_back_to_the_series_units(model_dir: Path) -> None:
     np.testing.assert_allclose(shifted, 7.0 + 250.0 * base, rtol=1e-5, atol=1e-4)
     rolling = forecaster.forecast(series, rolling=True)
     assert rolling.shape == (201, 10)
-    np.testing.assert_allclose(rolling[-1], base, rtol=1e-6, atol=1e-6)
+    # the sparse fit's near-singular float64 solves see different BLAS blocking at another batch size
+    np.testing.assert_allclose(rolling[-1], base, rtol=1e-6, atol=1e-5)
 
 
 def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:

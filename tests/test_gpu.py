@@ -97,7 +97,7 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm().clamp(min=1e-12))
 
 
-@pytest.mark.parametrize("kind", ["seed_gru", "wiener_gru"])
+@pytest.mark.parametrize("kind", ["seed_gru", "wiener_gru", "sparse_gru"])
 def test_compiled_bf16_step_matches_eager(kind: str) -> None:
     torch.manual_seed(0)
     config = SEED_MODEL if kind == "seed_gru" else ModelConfig(kind=kind)

@@ -44,7 +44,7 @@ def test_feedback_gradient_follows_the_option(detach: bool) -> None:
     assert (float(gradient.abs().sum()) == 0.0) == detach
 
 
-@pytest.mark.parametrize("kind", ["wiener_gru", "seed_gru"])
+@pytest.mark.parametrize("kind", ["sparse_gru", "wiener_gru", "seed_gru"])
 def test_save_and_load_without_training_code(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(1)
     model = build_model(ModelConfig(kind=kind, hidden=32, encoder_width=16))
@@ -75,7 +75,7 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("kind", ["wiener_gru", "seed_gru", "lstm", "seq2seq_gru"])
+@pytest.mark.parametrize("kind", ["sparse_gru", "wiener_gru", "seed_gru", "lstm", "seq2seq_gru"])
 def test_forward_and_training_loss_touch_only_the_model_device(kind: str) -> None:
     model = build_model(ModelConfig(kind=kind, hidden=16)).to("meta")
     lookback, target = torch.empty(8, 100, device="meta"), torch.empty(8, 10, device="meta")

@@ -11,7 +11,7 @@ import pytest
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.cli import main
-from harmonic_forecast.model import SeedGRUForecaster, WienerGRUForecaster
+from harmonic_forecast.model import SeedGRUForecaster, SparseGRUForecaster
 from harmonic_forecast.run_config import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name", ["quickstart", "forecast_cpu", "forecast_gpu", "seed_45"])
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load_run_config(ROOT / "configs" / f"{name}.toml")
-    assert config.model.kind == ("seed_gru" if name == "seed_45" else "wiener_gru")
+    assert config.model.kind == ("seed_gru" if name == "seed_45" else "sparse_gru")
     if name != "seed_45":
         assert config.signal.noise_levels == (0.0, 0.001, 0.01, 0.03, 0.1, 0.3)
         assert config.stages[-1].lr < config.stages[0].lr  # the low-rate final phase
@@ -75,7 +75,7 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
 
 
 def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
-    (tmp_path / "tiny.toml").write_text(TINY.replace('kind = "seed_gru"', 'kind = "wiener_gru"'))
+    (tmp_path / "tiny.toml").write_text(TINY.replace('kind = "seed_gru"', 'kind = "sparse_gru"'))
     mixed = ("--set", "signal.noise=[0.0, 0.1]")
     result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", *mixed, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -86,7 +86,8 @@ def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
     clean, noisy = final["results"]["(3,5) clean"], final["results"]["(3,5) σ=0.1"]
     assert clean["model"] < 1e-4 and clean["model"] < 1e-3 * clean["dft"]
     assert noisy["model"] < noisy["naive"] and clean["model"] < final["results"]["(3,5)"]["model"] < noisy["model"]
-    assert WienerGRUForecaster.from_pretrained(tmp_path / "out" / "model").skip.eigenvalues.max() > 0
+    skip = SparseGRUForecaster.from_pretrained(tmp_path / "out" / "model").skip
+    assert skip.wiener.eigenvalues.max() > 0 and skip.expected_errors.max() < 1  # fitted and calibrated
 
 
 def test_max_steps_and_overrides(tmp_path: Path) -> None:

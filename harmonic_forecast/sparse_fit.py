@@ -1,0 +1,119 @@
+"""Per-window sparse Bayesian fit of the window on the period grid, extrapolated over the horizon.
+
+Signals are sums of a few sinusoids whose periods lie on a known grid (integers in ``periods``). A
+window ``x`` is modelled as ``A w + noise``: ``A`` has a sine and a cosine column per grid period,
+each pair ``g`` of coefficients has its own prior variance ``gamma_g`` and the noise variance is the
+window's own estimate (from the Wiener path). Sparse Bayesian learning (Tipping's EM updates of
+``gamma``) drives the variances of absent periods to zero, so the fit uses only the periods present;
+the posterior mean of ``w`` times the columns continued over the horizon is the forecast. A single
+linear map cannot do this: it has to spread every window over all 2 x 90 columns, which is why linear
+maps stall at ~4e-6 on clean signals where this fit reaches ~1e-7, and at 0.063 on noisy ones (σ = 0.1)
+where it reaches 0.041 (least squares on the true periods: 0.040).
+
+The grid spans a few dozen dimensions of the window (the columns are band-limited), so the fit runs
+in the ``rank`` leading left singular directions of ``A``, which also discards the out-of-band noise.
+Every iteration is two GEMMs against the precomputed per-pair outer products ``a aᵀ`` plus a
+batched ``rank x rank`` Cholesky, all in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.wiener import ERROR_KNOTS, WienerSkip, calibrate_error, interpolate_error
+
+RELATIVE_FLOOR = 1e-13  # noise variance floor relative to the window's mean square: keeps Cholesky stable
+SINGULAR_CUTOFF = 1e-12  # directions of A below this relative singular value carry no signal in float64
+
+
+class PeriodSparseFit(nn.Module):
+    """``forward(x [B, L], noise_variance [B]) -> forecast [B, H]`` in float64; no trainable state.
+
+    Everything is derived from ``(lookback, horizon, periods)`` at construction, in non-persistent buffers.
+    """
+
+    def __init__(self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int) -> None:
+        super().__init__()
+        self.iterations = iterations
+        t = torch.arange(lookback + horizon, dtype=torch.float64)
+        period = torch.arange(periods[0], periods[1], dtype=torch.float64)[:, None]
+        angle = torch.remainder(t, period) * (2 * math.pi) / period
+        atoms = torch.stack([angle.sin(), angle.cos()], dim=1)  # [P, 2, L + H]
+        u, singular, _ = torch.linalg.svd(atoms[..., :lookback].reshape(-1, lookback).mT, full_matrices=False)
+        rank = int((singular > SINGULAR_CUTOFF * singular[0]).sum())
+        projection = u[:, :rank]  # [L, r]
+        reduced = atoms[..., :lookback] @ projection  # [P, 2, r]
+        outer = reduced.mT @ reduced  # [P, r, r]: sum over the pair of a aᵀ
+        self.register_buffer("projection", projection, persistent=False)
+        self.register_buffer("reduced_atoms", reduced, persistent=False)
+        self.register_buffer("horizon_atoms", atoms[..., lookback:], persistent=False)  # [P, 2, H]
+        self.register_buffer("outer", outer.flatten(1), persistent=False)  # [P, r * r]
+
+    @property
+    def rank(self) -> int:
+        return self.projection.shape[1]
+
+    def forward(self, lookback: Tensor, noise_variance: Tensor) -> Tensor:
+        """The posterior-mean forecast ``[B, H]`` after ``iterations`` EM updates, float64."""
+        x = lookback.double()
+        power = x.square().mean(dim=-1)
+        noise = torch.maximum(noise_variance.double(), RELATIVE_FLOOR * power)
+        reduced = x @ self.projection  # [B, r]
+        gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
+        eye = torch.eye(self.rank, dtype=torch.float64, device=x.device)
+        for _ in range(self.iterations):
+            covariance = (gamma @ self.outer).view(-1, self.rank, self.rank) + noise[:, None, None] * eye
+            factor, info = torch.linalg.cholesky_ex(covariance)
+            factor_inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+            inverse = factor_inverse.mT @ factor_inverse  # S^-1 [B, r, r]
+            alpha = (inverse @ reduced[:, :, None])[..., 0]  # S^-1 x
+            mean = gamma[:, :, None] * (self.reduced_atoms @ alpha[:, None, :, None])[..., 0]  # [B, P, 2]
+            quadratic = inverse.flatten(1) @ self.outer.mT  # sum over the pair of aᵀ S^-1 a
+            posterior = 2 * gamma - gamma.square() * quadratic
+            updated = (mean.square().sum(dim=-1) + posterior.clamp_min(0.0)) / 2
+            gamma = torch.where((info == 0)[:, None], updated.clamp_min(1e-30 * power[:, None]), gamma)
+        return torch.einsum("bpk,pkh->bh", mean, self.horizon_atoms)
+
+    def flops(self) -> int:
+        """Matrix-multiply FLOPs of one window's forward pass (the Cholesky and triangular solves not counted)."""
+        periods, rank = self.outer.shape[0], self.rank
+        lookback, horizon = self.projection.shape[0], self.horizon_atoms.shape[-1]
+        iteration = 2 * periods * rank * rank * 2 + 2 * rank**3 + 2 * rank * rank + 2 * periods * 2 * rank
+        return 2 * lookback * rank + self.iterations * iteration + 2 * periods * 2 * horizon
+
+
+class SparseSkip(nn.Module):
+    """The sparse fit as a skip path, with the Wiener path's noise estimate and smoothed window.
+
+    ``forward(x [B, L]) -> (forecast [B, H], noise variance s² [B], smoothed window [B, L])``, float64, like
+    :class:`~harmonic_forecast.wiener.WienerSkip`, whose forecast stands in wherever the sparse one is not
+    finite. :meth:`fit` fits the Wiener path and calibrates this path's own expected error against ``s²``.
+    """
+
+    def __init__(self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int) -> None:
+        super().__init__()
+        self.wiener = WienerSkip(lookback, horizon)
+        self.sparse = PeriodSparseFit(lookback, horizon, periods, iterations)
+        self.register_buffer("error_knots", ERROR_KNOTS.clone(), persistent=False)
+        self.register_buffer("expected_errors", torch.ones_like(ERROR_KNOTS))
+
+    def forward(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        linear, variance, denoised = self.wiener(lookback)
+        sparse = self.sparse(lookback, variance)
+        finite = sparse.isfinite().all(dim=-1, keepdim=True)
+        return torch.where(finite, sparse, linear), variance, denoised
+
+    def expected_error(self, variance: Tensor) -> Tensor:
+        """The calibrated MSE of the sparse forecast at noise variance ``variance``."""
+        return interpolate_error(self.error_knots, self.expected_errors, variance)
+
+    @torch.no_grad()
+    def fit(self, spec: SignalSpec, seed: int) -> None:
+        """Fit the Wiener path (see :meth:`WienerSkip.fit`) and calibrate the sparse forecast's error."""
+        self.wiener.fit(spec, seed)
+        device = self.expected_errors.device
+        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 512))
