@@ -59,6 +59,15 @@ def test_stopped_and_resumed_run_is_bitwise_identical(tmp_path: Path, uninterrup
     )
 
 
+def test_default_model_stopped_and_resumed_is_bitwise_identical(tmp_path: Path) -> None:
+    """The sparse skip path's fit and calibration travel in the checkpoint: a resume does not refit."""
+    text = TINY.replace('kind = "wiener_gru"', 'kind = "sparse_gru"')
+    full = _train(tmp_path, "full", text)
+    _train(tmp_path, "split", text, max_steps=10)
+    _train(tmp_path, "split", text, resume="auto")
+    assert digest(tmp_path / "split" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
+
+
 def test_promotion_rule_is_resumed_exactly(tmp_path: Path) -> None:
     text = TINY.replace("steps = 13", "steps = 13\npromote_below = 10.0\nmin_steps = 6")
     full = _train(tmp_path, "full", text)
