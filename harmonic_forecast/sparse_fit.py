@@ -117,4 +117,4 @@ class SparseSkip(nn.Module):
         """Fit the Wiener path (see :meth:`WienerSkip.fit`) and calibrate the sparse forecast's error."""
         self.wiener.fit(spec, seed)
         device = self.expected_errors.device
-        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 256))
+        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 512))
