@@ -7,8 +7,8 @@ to the classical baselines, each fitted at its test set's own noise level. The r
 set, each model's MSE, the best linear map's (``linear_map`` or ``period_dictionary``) and the ratio;
 samples and wall time of each training run are printed and saved.
 
-    python benchmarks/accuracy.py                      # the CPU curriculum at full budget (~40 min)
-    python benchmarks/accuracy.py --samples 2000000    # a shorter budget
+    python benchmarks/accuracy.py                      # the CPU curriculum at full budget (~30 min)
+    python benchmarks/accuracy.py --samples 960000     # half the budget (~15 min)
     python benchmarks/accuracy.py --quick              # seconds: checks the pipeline (CI)
 """
 
