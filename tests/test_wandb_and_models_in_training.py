@@ -30,7 +30,8 @@ def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path) -> None:
     ("kind", "hidden", "cls"), [("lstm", 16, LSTMForecaster), ("seq2seq_gru", 8, Seq2SeqGRUForecaster)]
 )
 def test_earlier_models_train_and_load_by_kind(tmp_path: Path, kind: str, hidden: int, cls: type) -> None:
-    text = TINY.replace('kind = "wiener_gru"', f'kind = "{kind}"').replace("hidden = 16\nencoder_width = 16", f"hidden = {hidden}")
+    text = TINY.replace('kind = "wiener_gru"', f'kind = "{kind}"')
+    text = text.replace("hidden = 16\nencoder_width = 16", f"hidden = {hidden}")
     write_config(tmp_path, text)
     result = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
