@@ -188,8 +188,8 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
     text = TINY.replace("steps = 7", "steps = 400").replace("checkpoint_every = 5", "checkpoint_every = 2")
     text = text.replace("hidden = 16", "hidden = 64").replace("log_every = 5", "log_every = 50")
     config = write_config(tmp_path, text)
-    # the reference runs like the killed ones, in one thread: the default model's skip-path fit is a
-    # large float64 GEMM, whose last bits depend on the thread count
+    # the reference runs like the killed ones, in one thread: the skip-path fit is a large float64
+    # GEMM, whose last bits depend on the thread count
     assert run_cli("train", "--config", str(config), "--output-dir", "full", cwd=tmp_path).returncode == 0
     full = tmp_path / "full"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
