@@ -5,6 +5,11 @@ of sizes and SHA-256 digests written last, then the directory is renamed to ``st
 parent fsynced. Loading verifies the manifest, so a truncated or damaged checkpoint is refused;
 ``--resume auto`` takes the newest one that verifies. Old checkpoints are renamed away before they
 are deleted, so a half-deleted one never carries a ``step_`` name.
+
+A ``step_<N>`` always holds the state of the run that now owns the directory. A run that starts at step
+``S`` (0 for a fresh run, else the step of the checkpoint it resumes) first moves every ``step_<N>`` with
+``N > S`` into ``superseded/<time>-after-step_<S>/``: those belong to another trajectory (an abandoned
+branch, or another run's leftovers). They are kept, never rotated, and ``--resume auto`` ignores them.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harmonic_forecast.config import ConfigError
 
 MANIFEST = "manifest.json"
+SUPERSEDED = "superseded"  # checkpoints of another trajectory, moved aside by a run that starts earlier
 _STEP_NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -74,19 +81,37 @@ def commit_checkpoint(root: Path, step: int, keep_last: int) -> Path:
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     _fsync_path(staging / MANIFEST)
     _fsync_path(staging)
+    if final.exists():  # another trajectory's step_<step> (written after this run started): keep it aside
+        _move_aside(root, [final], f"replaced-step_{step}")
     os.rename(staging, final)
     _fsync_path(root)
     _rotate(root, keep_last)
     return final
 
 
-def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None], keep_last: int) -> Path:
-    """Create ``root/step_<step>`` atomically; ``write_files(directory)`` fills it. Returns its path."""
-    final = root / f"step_{step}"
-    if final.exists():
-        return final
-    write_files(begin_checkpoint(root, step))
-    return commit_checkpoint(root, step, keep_last)
+def _move_aside(root: Path, directories: list[Path], label: str) -> Path:
+    """Rename ``directories`` into a new ``root/superseded/<UTC time>-<label>/``; returns that folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    folder = root / SUPERSEDED / f"{stamp}-{label}"
+    folder.mkdir(parents=True)
+    for directory in directories:
+        os.rename(directory, folder / directory.name)
+    _fsync_path(folder)
+    _fsync_path(root)
+    return folder
+
+
+def supersede(root: Path, step: int, resumed_from: Path | None) -> tuple[Path | None, list[int]]:
+    """Move aside every ``step_<N>`` of another trajectory (see the module docstring): ``(folder, steps moved)``.
+
+    Those are the ones with ``N > step``, and ``step_<step>`` itself unless it is ``resumed_from``. Called by
+    the main process of a run that starts at ``step``, before it writes any checkpoint.
+    """
+    ours = resumed_from.resolve() if resumed_from else None
+    other = [(n, path) for n, path in checkpoint_steps(root) if n > step or (n == step and path.resolve() != ours)]
+    if not other:
+        return None, []
+    return _move_aside(root, [path for _, path in other], f"after-step_{step}"), [n for n, _ in other]
 
 
 def _rotate(root: Path, keep_last: int) -> None:

@@ -38,6 +38,7 @@ from harmonic_forecast.checkpoint import (
     commit_checkpoint,
     latest_checkpoint,
     staging_directory,
+    supersede,
     verify_checkpoint,
 )
 from harmonic_forecast.config import ConfigError
@@ -359,6 +360,13 @@ def _run(
     if deepspeed and start_from:
         objective.load_checkpoint(str(start_from), tag=DEEPSPEED_TAG, load_lr_scheduler_states=False)
     validation = _validation_streams(config, accelerator.device)
+    start_step = state.step
+    accelerator.wait_for_everyone()  # every rank has resolved its checkpoint before any is moved
+    if main:
+        folder, moved = supersede(checkpoints, start_step, start_from)
+        if folder:
+            say(f"moved checkpoints {', '.join(f'step_{n}' for n in moved)} (another trajectory) to {folder}")
+    accelerator.wait_for_everyone()
     telemetry = None
     if main:
         telemetry = Telemetry(
@@ -381,6 +389,8 @@ def _run(
     nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
     streams: dict[int, HarmonicStream] = {}
     last_saved: Path | None = None
+    # the step whose checkpoint under `checkpoints` already holds this run's state
+    written = start_step if (checkpoints / f"step_{start_step}").is_dir() else None
     window_start, window_samples = time.perf_counter(), 0
 
     def gathered_weights() -> dict[str, torch.Tensor]:
@@ -393,8 +403,9 @@ def _run(
             raise DivergedError(
                 f"loss became non-finite by step {state.step}; no checkpoint written from these weights"
             )
+        nonlocal written
         final = checkpoints / f"step_{state.step}"
-        if final.exists():
+        if state.step == written:
             return final
         if main:
             begin_checkpoint(checkpoints, state.step)
@@ -423,6 +434,7 @@ def _run(
             commit_checkpoint(checkpoints, state.step, config.train.keep_last)
             telemetry.log("checkpoint", state.step, path=str(final))  # type: ignore[union-attr]
         accelerator.wait_for_everyone()
+        written = state.step
         return final
 
     def start_stop_vote(stop: StopRequest) -> tuple[torch.Tensor, Any] | None:

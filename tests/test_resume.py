@@ -145,6 +145,33 @@ def test_auto_resume_skips_a_damaged_newest_checkpoint(tmp_path: Path, uninterru
     )
 
 
+def _step_digests(run: Path) -> dict[int, str]:
+    return {step: digest(path / "model.safetensors") for step, path in checkpoint_steps(run / "checkpoints")}
+
+
+def test_resuming_an_older_checkpoint_moves_the_other_trajectory_aside(tmp_path: Path) -> None:
+    """A step_N always holds this run's state at step N: never the abandoned branch's, never leftovers."""
+    text = TINY.replace("keep_last = 2", "keep_last = 4")
+    run = _train(tmp_path, "run", text, max_steps=15)
+    first = _step_digests(run)
+    assert sorted(first) == [5, 10, 15]
+    branch = text.replace("lr = 3e-3", "lr = 1e-4")
+    _train(tmp_path, "run", branch, max_steps=15, resume=str(run / "checkpoints" / "step_5"))
+    second = _step_digests(run)
+    assert sorted(second) == [5, 10, 15] and second[5] == first[5]
+    assert second[10] != first[10] and second[15] != first[15]  # the new branch's weights, not the old ones
+    (aside,) = (run / "checkpoints" / "superseded").iterdir()  # nothing is lost: the old branch is kept aside
+    assert {p.name: digest(p / "model.safetensors") for p in aside.iterdir()} == {
+        "step_10": first[10],
+        "step_15": first[15],
+    }
+    assert latest_checkpoint(run / "checkpoints").name == "step_15"
+    # A fresh run in a directory holding another run's checkpoints writes its own (the same as `run`'s first).
+    _train(tmp_path, "run", text, max_steps=10)
+    assert _step_digests(run) == {5: first[5], 10: first[10]}
+    assert len(list((run / "checkpoints" / "superseded").iterdir())) == 2
+
+
 def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None:
     text = TINY.replace("lr = 3e-3", "lr = 1e30").replace("log_every = 5", "log_every = 1000")
     text = text.replace("checkpoint_every = 5", "checkpoint_every = 1").replace("keep_last = 2", "keep_last = 50")
