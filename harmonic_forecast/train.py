@@ -240,8 +240,12 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     handlers = [InitProcessGroupKwargs(backend="gloo")] if distributed and not has_cuda else []
     accelerator = Accelerator(
-        cpu=cpu, mixed_precision="bf16" if has_cuda and not cpu else "no", kwargs_handlers=handlers
+        cpu=cpu,
+        mixed_precision="bf16" if has_cuda and not cpu else "no",
+        gradient_accumulation_steps=config.train.grad_accum,
+        kwargs_handlers=handlers,
     )
+    check_batch_division(config, accelerator.num_processes)
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         plugin.deepspeed_config["gradient_clipping"] = config.train.grad_clip
@@ -250,7 +254,27 @@ def build_accelerator(config: RunConfig) -> Accelerator:
             config.train.batch_size // config.train.grad_accum // accelerator.num_processes
         )
         plugin.deepspeed_config["train_batch_size"] = config.train.batch_size
+        zero = plugin.deepspeed_config.setdefault("zero_optimization", {})
+        if zero.get("stage") == 3:  # every checkpoint holds the gathered model.safetensors: ZeRO-3 must gather it
+            zero["stage3_gather_16bit_weights_on_model_save"] = True
+            plugin.zero3_save_16bit_model = True
     return accelerator
+
+
+def check_batch_division(config: RunConfig, world_size: int) -> None:
+    """Raise a one-line :class:`ConfigError` unless every process gets whole, equal micro-batches.
+
+    ``train.batch_size`` is the global batch of one optimizer step: ``grad_accum`` micro-batches, each
+    split over ``world_size`` processes; ``eval.batch_size`` is split over the processes too.
+    """
+    train, accumulation = config.train, config.train.grad_accum
+    if train.batch_size % (accumulation * world_size):
+        raise ConfigError(
+            f"train.batch_size {train.batch_size} is not divisible by train.grad_accum {accumulation} x world size "
+            f"{world_size} = {accumulation * world_size}; each process needs whole, equal micro-batches"
+        )
+    if config.eval.batch_size % world_size:
+        raise ConfigError(f"eval.batch_size {config.eval.batch_size} is not divisible by the world size {world_size}")
 
 
 def build_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -393,13 +417,21 @@ def _run(
     written = start_step if (checkpoints / f"step_{start_step}").is_dir() else None
     window_start, window_samples = time.perf_counter(), 0
 
+    def any_rank(flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (a collective call: the same answer everywhere)."""
+        if accelerator.num_processes == 1:
+            return flag
+        value = torch.tensor(float(flag), device=accelerator.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value)
+
     def gathered_weights() -> dict[str, torch.Tensor]:
         """The full model weights on the main process (a collective call: DeepSpeed may shard them)."""
         weights = accelerator.get_state_dict(objective) or {}  # ZeRO-3 returns None on other ranks
         return {name.removeprefix("model."): tensor for name, tensor in weights.items()}
 
     def save() -> Path | None:
-        if bool(nonfinite) or not _weights_finite(model, optimizer):
+        if any_rank(bool(nonfinite) or not _weights_finite(model, optimizer)):
             raise DivergedError(
                 f"loss became non-finite by step {state.step}; no checkpoint written from these weights"
             )
@@ -480,10 +512,10 @@ def _run(
                 group["lr"] = rate
             for micro in range(accumulation):
                 lookback, target = stream.batch(state.step * accumulation + micro)
-                sync = contextlib.nullcontext() if micro == accumulation - 1 else accelerator.no_sync(objective)
-                with sync:
+                # Accelerate's accumulation: no gradient sync (DDP) and no DeepSpeed step until the last micro-batch
+                with accelerator.accumulate(objective):
                     loss = step_objective(lookback, target)
-                    accelerator.backward(loss if deepspeed else loss / accumulation)  # DeepSpeed divides itself
+                    accelerator.backward(loss)  # divided by grad_accum (DeepSpeed divides itself)
                 nonfinite |= ~torch.isfinite(loss.detach())
             if config.train.grad_clip > 0:
                 accelerator.clip_grad_norm_(objective.parameters(), config.train.grad_clip)
@@ -495,7 +527,7 @@ def _run(
             window_samples += config.train.batch_size
 
             if state.step % config.train.log_every == 0 or state.step == limit:
-                if bool(nonfinite):
+                if any_rank(bool(nonfinite)):  # every rank raises together: none is left waiting in a collective
                     raise DivergedError(f"loss became non-finite by step {state.step}; lower train.lr (nothing saved)")
                 # the global batch's loss, read before the next step (CUDA graphs reuse its memory)
                 value = float(accelerator.reduce(loss.detach(), reduction="mean"))

@@ -67,9 +67,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
 
-def launch(accelerate_config: str, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the CLI under a real ``accelerate launch`` with ``launch/accelerate/<accelerate_config>.yaml``."""
-    config = ROOT / "launch" / "accelerate" / f"{accelerate_config}.yaml"
+def launch(accelerate_config: str | Path, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the CLI under a real ``accelerate launch`` with ``launch/accelerate/<name>.yaml`` or a config path."""
+    config = accelerate_config
+    if isinstance(accelerate_config, str):
+        config = ROOT / "launch" / "accelerate" / f"{accelerate_config}.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(

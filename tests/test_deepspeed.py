@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.run_helpers import TINY, launch, run_cli, write_config
+from tests.run_helpers import ROOT, TINY, launch, run_cli, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +53,49 @@ def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
             "zero3_cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path
         )
         assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _assert_same_weights(run: Path, reference: Path) -> None:
+    ours, theirs = (load_file(str(path / "model" / "model.safetensors")) for path in (run, reference))
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], atol=2e-5, rtol=1e-4, msg=name)
+
+
+def test_zero2_gradient_accumulation_takes_one_optimizer_step_per_trainer_step(tmp_path: Path, single: Path) -> None:
+    # Accumulating 2 micro-batches on 2 processes is the plain run's batch of 32, stepped once per trainer step.
+    write_config(tmp_path, TINY.replace("[eval]", "grad_accum = 2\n[eval]"))
+    result = launch("zero2_cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    engine = torch.load(
+        tmp_path / "run" / "checkpoints" / "step_20" / "deepspeed" / "mp_rank_00_model_states.pt", weights_only=False
+    )
+    assert (engine["global_steps"], engine["global_samples"]) == (20, 20 * 32)  # not one step per micro-batch
+    _assert_same_weights(tmp_path / "run", single)
+
+
+def test_zero3_config_without_gathered_saving_still_saves(tmp_path: Path, single: Path) -> None:
+    # `accelerate config` often answers no to saving 16-bit weights; the trainer needs them gathered for
+    # model.safetensors, so it turns the option on itself instead of failing at the first checkpoint.
+    yaml = (ROOT / "launch" / "accelerate" / "zero3_cpu_2proc.yaml").read_text()
+    assert "zero3_save_16bit_model: true" in yaml
+    config = tmp_path / "zero3_nosave.yaml"
+    config.write_text(yaml.replace("zero3_save_16bit_model: true", "zero3_save_16bit_model: false"))
+    write_config(tmp_path)
+    result = launch(config, "train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "step_20" / "model.safetensors").is_file()
+    _assert_same_weights(tmp_path / "run", single)
+
+
+@pytest.mark.parametrize("accelerate_config", ["cpu_2proc", "zero2_cpu_2proc"])
+def test_batch_not_divisible_by_world_size_is_refused_before_any_file(tmp_path: Path, accelerate_config: str) -> None:
+    write_config(tmp_path)
+    args = ("train", "--config", "tiny.toml", "--output-dir", "run", "--set", "train.batch_size=33")
+    result = launch(accelerate_config, *args, cwd=tmp_path)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("harmonic-forecast: error:")]
+    assert ours and all("train.batch_size 33" in line and "train.grad_accum 1" in line for line in ours), ours
+    assert all("world size 2" in line for line in ours)
+    assert "AssertionError" not in result.stderr and "stream.batch_size" not in result.stderr
+    assert not (tmp_path / "run").exists()
