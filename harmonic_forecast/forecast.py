@@ -75,7 +75,14 @@ class HarmonicForecaster:
 
     @torch.no_grad()
     def predict(self, lookback: Array) -> Array:
-        """``[N, lookback]`` windows in the model's scale -> ``[N, horizon]``, numpy in numpy out."""
+        """Forecast ``[N, lookback]`` windows in the model's scale: ``[N, horizon]``, row i forecasting window i.
+
+        A numpy array (or anything array-like) gives a float32 numpy array; a tensor gives a float32
+        tensor on the tensor's device. Rows are independent: a window holding a NaN or inf gets a row
+        of NaN and every other row is what it would be without that window (up to the last-bit rounding
+        that differs between batch sizes); nothing is raised for it. A constant window gets a finite row.
+        A wrong shape raises :class:`ConfigError`.
+        """
         as_numpy = not isinstance(lookback, torch.Tensor)
         windows = torch.as_tensor(np.asarray(lookback) if as_numpy else lookback, dtype=torch.float32)
         if windows.ndim != 2 or windows.shape[1] != self.lookback:
@@ -86,11 +93,14 @@ class HarmonicForecaster:
         return forecast.cpu().numpy() if as_numpy else forecast.to(source)
 
     def forecast(self, series: Array, rolling: bool = False) -> np.ndarray:
-        """Forecast a raw series in its own units.
+        """Forecast a raw series in its own units, float64 numpy.
 
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
-        samples ``i + lookback ...``).
+        samples ``i + lookback ...``). Each row depends only on its own window; a constant window
+        forecasts finite values. The series must be finite and hold at least ``lookback`` samples:
+        a NaN or inf anywhere raises :class:`ConfigError` naming its index, rather than giving NaN
+        rows as :meth:`predict` does for windows.
         """
         values = check_series(series, self.lookback)
         windows = series_windows(values, self.lookback)

@@ -29,7 +29,9 @@ The notebook's three models, kept for comparison:
   teacher forcing and evaluated autoregressively.
 
 Every model maps a lookback ``[B, lookback]`` to a forecast ``[B, horizon]`` and defines its own
-training objective in ``training_loss``.
+training objective in ``training_loss``. Rows are independent: a row whose lookback holds a NaN or inf
+forecasts NaN in every step (:func:`nan_where_nonfinite`) and leaves the other rows as they are, and its
+``training_loss`` is then non-finite (never an exception), which the trainer reports as divergence.
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ class ModelConfig:
 
 
 SEED_MODEL = ModelConfig(kind="seed_gru", hidden=140, encoder_width=100)  # the notebook's final model
+
+
+def nan_where_nonfinite(lookback: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` ``[B, ...]`` with every row whose ``lookback`` row holds a NaN or inf set to NaN; the others as given.
+
+    A saturating recurrent cell can turn an inf input into a finite state, so the rows are masked
+    explicitly rather than trusted to propagate the NaN.
+    """
+    finite = lookback.isfinite().all(dim=-1).view(-1, *([1] * (values.dim() - 1)))
+    return torch.where(finite, values, float("nan"))
 
 
 class Forecaster(nn.Module):
@@ -198,7 +210,7 @@ class WienerGRUForecaster(Forecaster):
             forecast = skip[:, step : step + 1] + self.head(hidden).double() * scale
             outputs.append(forecast)
             value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
-        return torch.cat(outputs, dim=-1), skip, scale
+        return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1)), skip, scale
 
     def forward(self, lookback: torch.Tensor) -> torch.Tensor:
         return self._forecast(lookback)[0].float()
@@ -259,7 +271,7 @@ class SeedGRUForecaster(Forecaster):
             prediction = self.head(hidden)
             outputs.append(prediction)
             value = prediction.detach() if self.config.detach_feedback else prediction
-        return torch.cat(outputs, dim=-1)
+        return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1))
 
 
 class LSTMForecaster(Forecaster):
@@ -279,13 +291,13 @@ class LSTMForecaster(Forecaster):
             output, state = self.lstm(fed.unsqueeze(1), state)
             value = self.readout(output[:, -1])
             outputs.append(value)
-        return torch.cat(outputs, dim=-1)
+        return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1))
 
     def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """Plain MSE of next-step predictions over the whole signal (the notebook's objective)."""
         signal = torch.cat([lookback, target], dim=-1)
         output, _ = self.lstm(signal[:, :-1].unsqueeze(-1))
-        return mse(self.readout(output).squeeze(-1).float(), signal[:, 1:])
+        return mse(nan_where_nonfinite(signal, self.readout(output).squeeze(-1).float()), signal[:, 1:])
 
 
 class Seq2SeqGRUForecaster(Forecaster):
@@ -313,13 +325,14 @@ class Seq2SeqGRUForecaster(Forecaster):
         return torch.cat(outputs, dim=-1)
 
     def forward(self, lookback: torch.Tensor) -> torch.Tensor:
-        return self._decode(self._encode(lookback), None, lookback[:, -1:])
+        return nan_where_nonfinite(lookback, self._decode(self._encode(lookback), None, lookback[:, -1:]))
 
     def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """``loss`` of the teacher-forced decoder: step t is fed the true value of step t - 1."""
         fed = torch.cat([lookback[:, -1:], target[:, :-1]], dim=-1)
         inputs = list(fed.split(1, dim=-1))
-        return loss(self._decode(self._encode(lookback), inputs, lookback[:, -1:]).float(), target)
+        forecast = self._decode(self._encode(lookback), inputs, lookback[:, -1:])
+        return loss(nan_where_nonfinite(lookback, forecast).float(), target)
 
 
 _MODELS: dict[str, type[Forecaster]] = {

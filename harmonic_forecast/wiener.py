@@ -87,9 +87,14 @@ class WienerSkip(nn.Module):
 
 
 def interpolate_error(knots: Tensor, errors: Tensor, variance: Tensor) -> Tensor:
-    """``errors`` at ``log(variance)``, piecewise linear between the evenly spaced ``knots`` (clamped at the ends)."""
+    """``errors`` at ``log(variance)``, piecewise linear between the evenly spaced ``knots`` (clamped at the ends).
+
+    A NaN variance (a window holding a NaN or inf) gives NaN for that entry only, never an index error.
+    """
     position = ((variance.log() - knots[0]) / (knots[1] - knots[0])).clamp(0.0, len(knots) - 1.0)
-    lower = position.floor().long().clamp_max(len(knots) - 2)
+    # NaN survives the clamp and NaN.long() is no index (INT64_MIN on x86): index such entries at knot 0, and
+    # ``fraction`` (NaN there) carries the NaN into the result.
+    lower = torch.where(position.isnan(), 0.0, position).floor().long().clamp_max(len(knots) - 2)
     fraction = position - lower
     return errors[lower] * (1 - fraction) + errors[lower + 1] * fraction
 
