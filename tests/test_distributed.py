@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.run_helpers import TINY, launch, run_cli, write_config
+from harmonic_forecast.train import EXIT_DIVERGED
+from tests.run_helpers import ROOT, TINY, launch, run_cli, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +76,23 @@ def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
     for attempt in range(6):
         result = launch("cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_nan_window_on_one_rank_is_reported_as_divergence(tmp_path: Path, processes: int) -> None:
+    """One poisoned window (rank 1 of 2, or the only rank) stops every rank with the divergence error, no hang."""
+    write_config(tmp_path)
+    script = ROOT / "tests" / "scripts" / "nan_window_on_one_rank.py"
+    args = (str(script), "3", "32", "train", "--config", "tiny.toml", "--output-dir", "run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    if processes == 1:
+        command = [sys.executable, *args]
+    else:
+        config = ROOT / "launch" / "accelerate" / "cpu_2proc.yaml"
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert result.returncode == (EXIT_DIVERGED if processes == 1 else 1), result.stderr[-3000:]
+    diverged = [line for line in result.stderr.splitlines() if "training diverged" in line]
+    assert len(diverged) == processes, result.stderr[-3000:]  # every rank says it, none hangs or crashes
+    assert "IndexError" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # step 3 < the first checkpoint at step 5
