@@ -1,9 +1,23 @@
 """harmonic_forecast: forecast sums of harmonics, trained on an exact on-device signal stream."""
 
-from harmonic_forecast.config import ConfigError
-from harmonic_forecast.forecast import load_forecaster
-from harmonic_forecast.signals import SignalSpec
-from harmonic_forecast.stream import HarmonicStream
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harmonic_forecast.config import ConfigError
+    from harmonic_forecast.forecast import load_forecaster
+    from harmonic_forecast.signals import SignalSpec
+    from harmonic_forecast.stream import HarmonicStream
 
 __all__ = ["ConfigError", "HarmonicStream", "SignalSpec", "__version__", "load_forecaster"]
 __version__ = "0.1.0"
+_HOMES = {"ConfigError": "config", "HarmonicStream": "stream", "SignalSpec": "signals", "load_forecaster": "forecast"}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first use: ``python -m harmonic_forecast`` starts before torch loads."""
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"harmonic_forecast.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,17 @@
 """The ``harmonic-forecast`` command line.
 
 Exit status: 0 done; 2 bad input (config, file, checkpoint: one line on stderr, nothing on disk
-changed); 3 stopped by SIGTERM/SIGUSR1 after saving a checkpoint (requeue with ``--resume auto``);
-4 the loss became non-finite (no checkpoint written from those weights).
+changed); 3 stopped by SIGTERM/SIGUSR1, sent at any time before the last step, after saving a
+checkpoint at the first step boundary (requeue with ``--resume auto``); 4 the loss became non-finite
+(no checkpoint written from those weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +52,48 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train the config's curriculum; checkpoints, model and metrics go to ``--output-dir``."""
-    from harmonic_forecast.run_config import load_run_config
-    from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, DivergedError, train
+    """Train the config's curriculum; checkpoints, model and metrics go to ``--output-dir``.
 
-    config = load_run_config(args.config, args.set)
-    if args.max_steps is not None and args.max_steps < 1:
-        raise ConfigError(f"--max-steps: must be >= 1, got {args.max_steps}")
-    output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
+    From the start, SIGTERM and SIGUSR1 only request a stop, which the loop honours at its first step
+    boundary; the main process announces itself in ``trainer.pid`` before the heavy imports, and
+    records the exit status in ``trainer.exit`` (:mod:`harmonic_forecast.preemption`).
+    """
+    from harmonic_forecast.preemption import PID_FILE, StopRequest, is_main_process, write_exit_status
+
+    with StopRequest():
+        from harmonic_forecast.run_config import load_run_config
+
+        config = load_run_config(args.config, args.set)
+        if args.max_steps is not None and args.max_steps < 1:
+            raise ConfigError(f"--max-steps: must be >= 1, got {args.max_steps}")
+        output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
+        main_process = is_main_process()
+        with _created(output_dir), StopRequest(output_dir / PID_FILE if main_process else None):
+            from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, DivergedError, train
+
+            try:
+                result = train(config, output_dir, max_steps=args.max_steps, resume=args.resume)
+                status = EXIT_PREEMPTED if result.preempted else 0
+            except DivergedError as error:
+                print(f"harmonic-forecast: training diverged: {error}", file=sys.stderr)
+                status = EXIT_DIVERGED
+        if main_process:
+            write_exit_status(output_dir, status)
+        return status
+
+
+@contextlib.contextmanager
+def _created(directory: Path) -> Iterator[None]:
+    """Make ``directory``; on a ConfigError remove what this made (if still empty): nothing on disk changes."""
+    made = [path for path in (directory, *directory.parents) if not path.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
     try:
-        result = train(config, output_dir, max_steps=args.max_steps, resume=args.resume)
-    except DivergedError as error:
-        print(f"harmonic-forecast: training diverged: {error}", file=sys.stderr)
-        return EXIT_DIVERGED
-    return EXIT_PREEMPTED if result.preempted else 0
+        yield
+    except ConfigError:
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -20,11 +20,9 @@ import contextlib
 import gc
 import json
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -47,6 +45,7 @@ from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import loss_function
 from harmonic_forecast.model import Forecaster, build_model, flops_per_sample, load_weights, read_model_config
 from harmonic_forecast.plots import plot_training_curves
+from harmonic_forecast.preemption import PID_FILE, StopRequest
 from harmonic_forecast.run_config import RunConfig
 from harmonic_forecast.signals import band_label, set_label
 from harmonic_forecast.spectral import dft_forecast
@@ -55,7 +54,6 @@ from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_
 
 EXIT_PREEMPTED = 3  # stopped by SIGTERM/SIGUSR1 after saving a checkpoint: requeue with --resume auto
 EXIT_DIVERGED = 4  # the loss became NaN/inf: nothing was saved from those weights
-PID_FILE = "trainer.pid"  # the main process's PID while it trains: where a SLURM trap sends SIGUSR1
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
@@ -95,35 +93,6 @@ class TrainingObjective(torch.nn.Module):
 
     def forward(self, lookback: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.model.training_loss(lookback, target, self.loss)
-
-
-class StopRequest(contextlib.AbstractContextManager):
-    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process.
-
-    With ``pid_file`` the process's PID is written there meanwhile, so a job script can signal it.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self, pid_file: Path | None = None) -> None:
-        self.requested = False
-        self.pid_file = pid_file
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-
-    def __enter__(self) -> StopRequest:
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        if self.pid_file:
-            self.pid_file.write_text(f"{os.getpid()}\n")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pid_file:
-            self.pid_file.unlink(missing_ok=True)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 @torch.no_grad()

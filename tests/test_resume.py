@@ -210,6 +210,45 @@ def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, st
     assert 30 <= step < 3013
 
 
+def _importing_torch(pid: int) -> bool:
+    """Whether the process has started loading torch (its shared library is mapped)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps")
+@pytest.mark.parametrize(
+    "stop_signal",
+    [pytest.param(signal.SIGUSR1, id="SIGUSR1"), pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.slow)],
+)
+def test_stop_signal_while_the_trainer_starts_is_kept_until_the_first_step(
+    tmp_path: Path, single: Path, stop_signal: signal.Signals
+) -> None:
+    """A stop sent while the trainer still imports torch saves at step 1, and the resumed run loses nothing."""
+    write_config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        cli_command("train", "--config", "tiny.toml", "--output-dir", "run"),
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not _importing_torch(process.pid) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    assert process.poll() is None
+    process.send_signal(stop_signal)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == EXIT_PREEMPTED, stderr[-2000:]
+    run = tmp_path / "run"
+    assert [step for step, _ in checkpoint_steps(run / "checkpoints")] == [1]
+    assert (run / "trainer.exit").read_text() == "3\n" and not (run / "trainer.pid").exists()
+    result = run_cli("train", "--config", "tiny.toml", "--output-dir", "run", "--resume", "auto", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run / "trainer.exit").read_text() == "0\n"
+    assert digest(run / "model" / "model.safetensors") == digest(single / "model" / "model.safetensors")
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
     text = TINY.replace("steps = 7", "steps = 400").replace("checkpoint_every = 5", "checkpoint_every = 2")

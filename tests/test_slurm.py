@@ -1,11 +1,14 @@
 """A real one-node SLURM cluster: a training job is preempted with USR1, requeues itself and finishes.
 
+The stop comes once the job has trained a while, or as soon as its script runs (before the trainer has started).
+
 Starts munge, slurmctld and slurmd on localhost with launch/slurm/local_cluster.sh (needs root, as
 in CI) and stops them afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -21,6 +24,7 @@ from tests.run_helpers import ROOT
 
 CLUSTER = ROOT / "launch" / "slurm" / "local_cluster.sh"
 ARGS = "--max-steps 240 --set train.batch_size=64 --set train.checkpoint_every=40 --set eval.every=120"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
 
@@ -44,43 +48,67 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_preempted_job_requeues_and_ends_like_an_uninterrupted_run(cluster, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    reference = subprocess.run(
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run trained without interruption, by the same two processes: the model a preempted job must end with."""
+    output = tmp_path_factory.mktemp("reference") / "run"
+    result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "launch/accelerate/cpu_2proc.yaml",
-         "-m", "harmonic_forecast", "train", "--config", "configs/quickstart.toml",
-         "--output-dir", str(tmp_path / "reference"), *ARGS.split()],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+         "-m", "harmonic_forecast", "train", "--config", "configs/quickstart.toml", "--output-dir", str(output),
+         *ARGS.split()],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
-    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output
 
-    output = tmp_path / "slurm"
+
+def _submit(tmp_path: Path, port: str) -> tuple[str, Path, Path]:
+    """Submit train.sbatch (two CPU processes); returns the job id, its run directory and its log."""
+    output, log = tmp_path / "slurm", tmp_path / "job.out"
     exports = {
         "CONFIG": "configs/quickstart.toml",
         "OUTPUT": str(output),
         "ACCELERATE_CONFIG": "launch/accelerate/cpu_2proc.yaml",
         "PROCS_PER_NODE": "2",
-        "MAIN_PORT": "29531",
+        "MAIN_PORT": port,
         "PYTHON": sys.executable,
         "EXTRA_ARGS": ARGS,
     }
-    log = tmp_path / "job.out"
     job = subprocess.run(
         ["sbatch", "--parsable", f"--output={log}", "--cpus-per-task=2", "launch/slurm/train.sbatch"],
-        cwd=ROOT, env={**env, **exports}, capture_output=True, text=True, check=True,
+        cwd=ROOT, env={**ENV, **exports}, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
+    return job, output, log
 
-    first_checkpoint = output / "checkpoints" / "step_40"
-    _wait_for(first_checkpoint.exists, 600, "the first checkpoint")
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+
+def _ends_like_the_reference(job: str, output: Path, log: Path, reference: Path) -> int:
+    """Check that the job completed after one requeue with the reference's model; returns the resumed step."""
     _wait_for(lambda: _job_field(job, "JobState") in ("COMPLETED", "FAILED", "CANCELLED"), 900, "the job")
-
     text = log.read_text()
     assert _job_field(job, "JobState") == "COMPLETED", text[-3000:]
     assert _job_field(job, "Restarts") == "1"
     assert "restart 0" in text and "restart 1" in text and "requeueing" in text
-    resumes = [line for line in (output / "metrics.jsonl").read_text().splitlines() if '"resume"' in line]
+    resumes = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines() if '"resume"' in line]
     assert len(resumes) == 1
     ours = load_file(str(output / "model" / "model.safetensors"))
-    theirs = load_file(str(tmp_path / "reference" / "model" / "model.safetensors"))
+    theirs = load_file(str(reference / "model" / "model.safetensors"))
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
+    return int(Path(resumes[0]["checkpoint"]).name.removeprefix("step_"))
+
+
+def test_preempted_job_requeues_and_ends_like_an_uninterrupted_run(cluster, reference: Path, tmp_path: Path) -> None:
+    job, output, log = _submit(tmp_path, "29531")
+    _wait_for((output / "checkpoints" / "step_40").exists, 600, "the first checkpoint")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    assert _ends_like_the_reference(job, output, log, reference) >= 40
+
+
+def test_stop_requested_as_the_job_starts_is_kept_until_the_trainer_can_take_it(
+    cluster, reference: Path, tmp_path: Path
+) -> None:
+    """USR1 arrives before the trainer has written its PID file: the first step boundary saves, the job requeues."""
+    job, output, log = _submit(tmp_path, "29532")
+    _wait_for(lambda: log.exists() and "restart 0" in log.read_text(), 600, "the job script to start")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    assert _ends_like_the_reference(job, output, log, reference) < 40  # not the first periodic checkpoint
+    assert "the stop will be delivered when it has started" in log.read_text()

@@ -1,0 +1,106 @@
+"""Stop requests (SIGTERM, SIGUSR1), the PID file a job script signals, and the exit-status file.
+
+The flag is process-wide: ``python -m harmonic_forecast train`` catches both signals before it imports
+torch, so a stop requested while the trainer imports, fits its model or starts is kept; the training
+loop reads it at every step boundary (the ranks agree on it), saves one checkpoint and the command
+exits with status 3. A stop that arrives after the last step is ignored: the run finishes.
+
+``OUTPUT/trainer.pid`` (:data:`PID_FILE`), written by the main process once its handlers are installed
+and removed when a stop can no longer take effect, reads ``PID START HOST``: START is field 22 of
+``/proc/PID/stat`` (clock ticks after boot). ``launch/slurm/trainer_signal.sh`` signals PID only while
+``/proc/PID/stat`` shows that start time on that host, so a file left by a killed trainer never makes
+it signal a process that reused the PID. ``OUTPUT/trainer.exit`` (:data:`EXIT_FILE`) holds the train
+command's exit status, since ``accelerate launch`` reports every failure as 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar
+
+PID_FILE = "trainer.pid"
+EXIT_FILE = "trainer.exit"
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of ``/proc/PID/stat`` (the start time, in clock ticks after boot); None without it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # fields 3, 4, ...: the command name (2) may hold anything
+    return fields[19] if len(fields) > 19 else None
+
+
+def is_main_process() -> bool:
+    """Whether this is the launch's global rank 0 (``RANK`` as torchrun sets it; a lone process is)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_pid_file(path: Path) -> None:
+    """Announce this process in ``path`` (replacing any file there), as ``PID START HOST``."""
+    _write_atomically(path, f"{os.getpid()} {process_start_time(os.getpid()) or '-'} {socket.gethostname()}\n")
+
+
+def remove_pid_file(path: Path) -> None:
+    """Remove ``path`` if it still names this process."""
+    with contextlib.suppress(OSError):
+        if path.read_text().split()[:1] == [str(os.getpid())]:
+            path.unlink()
+
+
+def write_exit_status(directory: Path, status: int) -> None:
+    """Record the train command's exit status in ``directory/trainer.exit`` for the job script."""
+    _write_atomically(directory / EXIT_FILE, f"{status}\n")
+
+
+class StopRequest(contextlib.AbstractContextManager):
+    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process.
+
+    Nested requests share the flag, which the outermost one clears on entry. With ``pid_file`` the
+    process announces itself there meanwhile (:func:`write_pid_file`), so a job script can signal it.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    _active: ClassVar[int] = 0
+    _requested: ClassVar[bool] = False
+
+    def __init__(self, pid_file: Path | None = None) -> None:
+        self.pid_file = pid_file
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop signal has arrived since the outermost request began."""
+        return StopRequest._requested
+
+    @staticmethod
+    def _handle(signum: int, frame: FrameType | None) -> None:
+        StopRequest._requested = True
+
+    def __enter__(self) -> StopRequest:
+        if StopRequest._active == 0:
+            StopRequest._requested = False
+        self._previous = {sig: signal.signal(sig, StopRequest._handle) for sig in self.SIGNALS}
+        StopRequest._active += 1
+        if self.pid_file:
+            write_pid_file(self.pid_file)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pid_file:
+            remove_pid_file(self.pid_file)
+        StopRequest._active -= 1
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
