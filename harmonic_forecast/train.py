@@ -16,7 +16,6 @@ when the step begins and read when it ends), save one checkpoint and the command
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os

@@ -121,6 +121,7 @@ def _fake_job(tmp_path: Path, output: Path) -> tuple[subprocess.Popen, Path, Pat
     return job, log, requeues
 
 
+@pytest.mark.slow  # a real trainer under the job script: about 25 s
 def test_early_stop_reaches_the_trainer_once_it_starts_and_a_stale_pid_is_not_signalled(
     tmp_path: Path, bystander
 ) -> None:
@@ -141,6 +142,7 @@ def test_early_stop_reaches_the_trainer_once_it_starts_and_a_stale_pid_is_not_si
     assert not (output / PID_FILE).exists()
 
 
+@pytest.mark.slow  # a real trainer under the job script: about 25 s
 def test_a_run_that_finished_is_not_requeued_after_a_stop_request(tmp_path: Path, single: Path) -> None:
     """The stop lands when no step is left to train: the trainer finishes (status 0) and the job ends."""
     output = tmp_path / "run"
