@@ -2,13 +2,20 @@
 
 wandb runs offline by default (nothing needs a network or an account); a resumed training run
 passes the saved run id, so wandb continues the same run.
+
+Telemetry is never fatal once training runs: when wandb fails (its service process killed by a job-wide
+SIGTERM, a full disk, a lost connection) or the metrics file cannot be written, the failure is reported
+once, in one line on stderr, and that sink is dropped for the rest of the run; training, checkpoints
+and the exit status are unaffected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +60,71 @@ class Telemetry:
         self.metrics.write(kind, step=step, **values)
         if self._wandb is not None:
             flat = {f"{kind}/{key}": value for key, value in values.items() if isinstance(value, int | float)}
-            self._wandb.log(flat, step=step)
+            self._call_wandb("log", lambda run: run.log(flat, step=step))
 
     def close(self) -> None:
         """Flush and close the file and the wandb run."""
         self.metrics.close()
-        if self._wandb is not None:
-            self._wandb.finish()
+        self._call_wandb("finish", lambda run: run.finish())
+        self._wandb = None
+
+    def _call_wandb(self, what: str, call: Callable[[Any], Any]) -> None:
+        """Run ``call(wandb_run)``; on any failure report it in one line and stop using wandb."""
+        if self._wandb is None:
+            return
+        try:
+            call(self._wandb)
+        except Exception as error:  # wandb raises many kinds (ConnectionResetError, wandb.Error, OSError)
+            self._wandb = None
+            _silence_wandb_teardown()
+            warn(f"wandb {what} failed ({_one_line(error)}); wandb logging stops, {self.metrics.path} continues")
+
+
+def warn(message: str) -> None:
+    """One line on stderr, prefixed like every message of the command line."""
+    print(f"harmonic-forecast: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _silence_wandb_teardown() -> None:
+    """Tear wandb down now, errors swallowed, so its exit hook finds nothing left to raise about."""
+    with contextlib.suppress(Exception):
+        import wandb
+
+        wandb.teardown()
 
 
 class MetricsLog:
-    """Appends records to ``path`` as JSON lines, each stamped with wall time."""
+    """Appends records to ``path`` as JSON lines, each stamped with wall time.
+
+    A write that fails (e.g. no space left on device) is reported once by :func:`warn`; later records are
+    dropped rather than stopping the run.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._handle = path.open("a", buffering=1)
+        self._failed = False
 
     def write(self, kind: str, **values: Any) -> None:
         """Write one record of type ``kind``."""
-        self._handle.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **values}) + "\n")
+        if self._failed:
+            return
+        try:
+            self._handle.write(json.dumps({"kind": kind, "time": round(time.time(), 3), **values}) + "\n")
+        except OSError as error:
+            self._failed = True
+            warn(f"cannot write {self.path} ({_one_line(error)}); further metrics records are dropped")
 
     def close(self) -> None:
         """Close the file."""
-        self._handle.close()
+        with contextlib.suppress(OSError):
+            self._handle.close()
 
 
 def parameter_table(model: nn.Module) -> Table:

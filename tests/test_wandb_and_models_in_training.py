@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from harmonic_forecast.checkpoint import latest_checkpoint
 from harmonic_forecast.model import Forecaster, LSTMForecaster, Seq2SeqGRUForecaster
-from tests.run_helpers import TINY, run_cli, write_config
+from harmonic_forecast.train import EXIT_PREEMPTED
+from tests.run_helpers import ROOT, TINY, cli_command, run_cli, write_config
+
+WANDB = '\n[wandb]\nenabled = true\nmode = "offline"\nproject = "hf-test"\n'
 
 
 @pytest.mark.slow
 def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path) -> None:
-    write_config(tmp_path, TINY + '\n[wandb]\nenabled = true\nmode = "offline"\nproject = "hf-test"\n')
+    write_config(tmp_path, TINY + WANDB)
     first = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     state = json.loads((tmp_path / "out" / "checkpoints" / "step_10" / "trainer_state.json").read_text())
@@ -24,6 +32,50 @@ def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path) -> None:
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(run.name.endswith(f"-{run_id}") for run in runs)
     assert all(any(run.glob("*.wandb")) for run in runs)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, grandchildren, ...)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.slow
+def test_job_wide_sigterm_that_kills_wandb_still_saves_and_exits_for_requeue(tmp_path: Path) -> None:
+    """SLURM signals every process of the job: wandb's service dies with the trainer's stop request."""
+    text = TINY.replace("steps = 7", "steps = 3000").replace("log_every = 5", "log_every = 1")
+    write_config(tmp_path, text.replace("checkpoint_every = 5", "checkpoint_every = 100000") + WANDB)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        cli_command("train", "--config", "tiny.toml", "--output-dir", "out"),
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics = tmp_path / "out" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 20):
+        time.sleep(0.05)
+    helpers = _descendants(process.pid)
+    assert helpers, "wandb started no service process"
+    for pid in [process.pid, *helpers]:
+        os.kill(pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == EXIT_PREEMPTED, stderr[-3000:]
+    assert latest_checkpoint(tmp_path / "out" / "checkpoints") is not None
+    assert "Traceback" not in stderr, stderr[-3000:]
+    warnings = [line for line in stderr.splitlines() if line.startswith("harmonic-forecast: warning: wandb")]
+    assert len(warnings) == 1, stderr[-3000:]  # the telemetry failure, reported once, in one line
 
 
 @pytest.mark.parametrize(
