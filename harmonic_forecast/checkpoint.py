@@ -14,6 +14,7 @@ branch, or another run's leftovers). They are kept, never rotated, and ``--resum
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,6 +30,28 @@ from harmonic_forecast.config import ConfigError
 MANIFEST = "manifest.json"
 SUPERSEDED = "superseded"  # checkpoints of another trajectory, moved aside by a run that starts earlier
 _STEP_NAME = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint (or the final model) could not be written; the older checkpoints are intact."""
+
+
+def write_failure(error: BaseException, directory: Path) -> str:
+    """One line saying why writing under ``directory`` failed ("no space left on device" when it is full).
+
+    torch.save reports a full disk as a RuntimeError from its zip writer without the errno, so the free
+    space of ``directory``'s file system is checked too.
+    """
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    try:
+        usage = shutil.disk_usage(directory if directory.exists() else directory.parent)
+        full = full or usage.free < (1 << 20)
+    except OSError:
+        pass
+    if full:
+        return "no space left on device"
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
 def _fsync_path(path: Path) -> None:

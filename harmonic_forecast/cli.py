@@ -3,7 +3,8 @@
 Exit status: 0 done; 2 bad input (config, file, checkpoint: one line on stderr, nothing on disk
 changed); 3 stopped by SIGTERM/SIGUSR1, sent at any time before the last step, after saving a
 checkpoint at the first step boundary (requeue with ``--resume auto``); 4 the loss became non-finite
-(no checkpoint written from those weights).
+(no checkpoint written from those weights); 5 a checkpoint could not be written (e.g. no space left on
+device: one line, the older checkpoints kept).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _train(args: argparse.Namespace) -> int:
         output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
         main_process = is_main_process()
         with _created(output_dir), StopRequest(output_dir / PID_FILE if main_process else None):
-            from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, DivergedError, train
+            from harmonic_forecast.checkpoint import CheckpointWriteError
+            from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, DivergedError, train
 
             try:
                 result = train(config, output_dir, max_steps=args.max_steps, resume=args.resume)
@@ -77,8 +79,12 @@ def _train(args: argparse.Namespace) -> int:
             except DivergedError as error:
                 print(f"harmonic-forecast: training diverged: {error}", file=sys.stderr)
                 status = EXIT_DIVERGED
+            except CheckpointWriteError as error:
+                print(f"harmonic-forecast: error: {error}", file=sys.stderr)
+                status = EXIT_SAVE_FAILED
         if main_process:
-            write_exit_status(output_dir, status)
+            with contextlib.suppress(OSError):  # a full disk: the job script then sees no status, so no requeue
+                write_exit_status(output_dir, status)
         return status
 
 

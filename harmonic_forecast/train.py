@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from accelerate.utils import InitProcessGroupKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from harmonic_forecast.checkpoint import (
+    CheckpointWriteError,
     begin_checkpoint,
     clean_leftovers,
     commit_checkpoint,
@@ -37,6 +39,7 @@ from harmonic_forecast.checkpoint import (
     staging_directory,
     supersede,
     verify_checkpoint,
+    write_failure,
 )
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
@@ -49,10 +52,18 @@ from harmonic_forecast.run_config import RunConfig
 from harmonic_forecast.signals import band_label, set_label
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream
-from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_table, make_console, parameter_table
+from harmonic_forecast.telemetry import (
+    Telemetry,
+    comparison_table,
+    evaluation_table,
+    make_console,
+    parameter_table,
+    warn,
+)
 
 EXIT_PREEMPTED = 3  # stopped by SIGTERM/SIGUSR1 after saving a checkpoint: requeue with --resume auto
 EXIT_DIVERGED = 4  # the loss became NaN/inf: nothing was saved from those weights
+EXIT_SAVE_FAILED = 5  # a checkpoint could not be written (e.g. no space left on device): older ones are kept
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
@@ -407,13 +418,30 @@ def _run(
         final = checkpoints / f"step_{state.step}"
         if state.step == written:
             return final
-        if main:
-            begin_checkpoint(checkpoints, state.step)
-        accelerator.wait_for_everyone()
+        staging = staging_directory(checkpoints, state.step)
+
+        def attempt(write: Any) -> None:
+            """Run ``write`` on this rank; if it failed on any rank, drop the staging directory and raise."""
+            failure = None
+            try:
+                write()
+            except Exception as error:  # OSError, torch.save's RuntimeError, SafetensorError: any failed write
+                failure = write_failure(error, checkpoints)
+            if any_rank(failure is not None):
+                if main:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise CheckpointWriteError(
+                    f"cannot write checkpoint {final}: {failure or 'failed on another rank'}; older checkpoints kept"
+                )
+
+        attempt(lambda: begin_checkpoint(checkpoints, state.step) if main else None)
         if deepspeed:  # every rank writes its shards
-            objective.save_checkpoint(str(staging_directory(checkpoints, state.step)), tag=DEEPSPEED_TAG)
+            attempt(lambda: objective.save_checkpoint(str(staging), tag=DEEPSPEED_TAG))
         weights = gathered_weights()
-        if main:
+
+        def write_main() -> None:
+            if not main:
+                return
             payload = {
                 "format": 1,
                 "step": state.step,
@@ -429,11 +457,12 @@ def _run(
                     "grad_accum": accumulation,
                 },
             }
-            staging = staging_directory(checkpoints, state.step)
             _write_files(staging, model, weights, None if deepspeed else optimizer, payload)
             commit_checkpoint(checkpoints, state.step, config.train.keep_last)
-            telemetry.log("checkpoint", state.step, path=str(final))  # type: ignore[union-attr]
-        accelerator.wait_for_everyone()
+
+        attempt(write_main)
+        if telemetry:
+            telemetry.log("checkpoint", state.step, path=str(final))
         written = state.step
         return final
 
@@ -545,7 +574,16 @@ def _run(
         telemetry.log("final", state.step, results=final, per_step=per_step)
         telemetry.close()
         console.print(comparison_table(f"Validation after {state.step} steps (lower is better)", final))
-        model.save_pretrained(output_dir / "model", weights)
-        plot_training_curves(output_dir / "metrics.jsonl", output_dir / "training_curves.png")
+        try:
+            model.save_pretrained(output_dir / "model", weights)
+        except Exception as error:  # as in save(): any failed write
+            reason = write_failure(error, output_dir)
+            raise CheckpointWriteError(
+                f"cannot write {output_dir / 'model'}: {reason}; {last_saved} holds it"
+            ) from None
+        try:
+            plot_training_curves(output_dir / "metrics.jsonl", output_dir / "training_curves.png")
+        except Exception as error:  # a picture is telemetry: never fatal
+            warn(f"cannot draw {output_dir / 'training_curves.png'} ({write_failure(error, output_dir)})")
         console.print(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
     return TrainResult(False, state.step, final, last_saved)

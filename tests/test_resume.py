@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint
+from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint, verify_checkpoint
 from harmonic_forecast.cli import main
 from harmonic_forecast.run_config import load_run_config
-from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, train
+from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, train
 from tests.run_helpers import ROOT, TINY, cli_command, digest, run_cli, tree_digests, write_config
 
 
@@ -287,3 +287,35 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
     assert kills >= 10 and torn_writes >= 1
     assert [Path(r).name for r in resumes] == [name for name in expected_resumes if name]
     assert digest(tmp_path / "killed" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A tmpfs mounted at ``tmp_path / "disk"`` (root, as in CI), sized by the test through remount."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_older_ones(tmp_path: Path, small_disk: Path) -> None:
+    text = TINY.replace("keep_last = 2", "keep_last = 10")
+    write_config(tmp_path, text)
+    probe = run_cli("train", "--config", "tiny.toml", "--output-dir", "probe", "--max-steps", "5", cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    one = sum(p.stat().st_size for p in (tmp_path / "probe" / "checkpoints" / "step_5").rglob("*") if p.is_file())
+    # room for about two and a half checkpoints: the third (step 15) cannot be written
+    subprocess.run(["mount", "-o", f"remount,size={int(2.5 * one) + 65536}", str(small_disk)], check=True)
+    result = run_cli("train", "--config", str(tmp_path / "tiny.toml"), "--output-dir", "run", cwd=small_disk)
+    assert result.returncode == EXIT_SAVE_FAILED, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("harmonic-forecast: error:")]
+    assert len(errors) == 1 and "no space left on device" in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "inline_container" not in result.stderr
+    checkpoints = small_disk / "run" / "checkpoints"
+    saved = checkpoint_steps(checkpoints)
+    assert [step for step, _ in saved][:2] == [5, 10]
+    for _, directory in saved:
+        verify_checkpoint(directory)  # every step_N left is complete
+    assert not [p for p in checkpoints.iterdir() if p.name.startswith(".tmp-")]
