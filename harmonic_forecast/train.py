@@ -285,6 +285,12 @@ def compile_objective(objective: torch.nn.Module, config: RunConfig, accelerator
     return torch.compile(objective, mode="reduce-overhead" if uses_cuda_graphs(accelerator) else None, dynamic=False)
 
 
+def _duration(seconds: float) -> str:
+    """``H:MM:SS``, as rich's progress bar shows time remaining."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
     """Every tensor inside nested dicts, lists and tuples."""
     if torch.is_tensor(value):
@@ -488,7 +494,7 @@ def _run(
         TextColumn("{task.fields[rate]} samples/s  {task.fields[flops]}  loss {task.fields[loss]}"),
         TimeRemainingColumn(),
         console=console,
-        disable=not main,
+        disable=not main or not console.is_terminal,  # logs get plain lines instead (below)
     )
     with StopRequest(output_dir / PID_FILE if main else None) as stop, progress:
         task = progress.add_task("train", total=limit, completed=state.step, stage="", rate="-", loss="-", flops="-")
@@ -537,6 +543,12 @@ def _run(
                     task, completed=state.step, stage=label, rate=f"{speed:,.0f}", loss=f"{value:.3e}",
                     flops=f"{achieved / 1e9:,.1f} GFLOP/s{utilisation}",
                 )  # fmt: skip
+                if not console.is_terminal:  # a log file (SLURM's output): no live bar there, so one plain line
+                    eta = (limit - state.step) * config.train.batch_size / speed
+                    say(
+                        f"step {state.step}/{limit}  {label}  {speed:,.0f} samples/s  loss {value:.3e}  "
+                        f"{achieved / 1e9:,.1f} GFLOP/s{utilisation}  ETA {_duration(eta)}"
+                    )
                 if telemetry:
                     telemetry.log(
                         "train", state.step, stage=curriculum.stage, loss=value, lr=rate, samples_per_s=speed,

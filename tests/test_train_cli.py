@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,10 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
     model = SeedGRUForecaster.from_pretrained(tmp_path / "out" / "model")
     assert model.config.hidden == 32
     assert (tmp_path / "out" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # stdout is not a terminal (as in a SLURM log): a plain progress line every log_every steps
+    lines = [line for line in result.stdout.splitlines() if re.match(r"step \d+/60  stage", line)]
+    assert [int(re.match(r"step (\d+)", line).group(1)) for line in lines] == [10, 20, 30, 40, 50, 60]
+    assert all(re.search(r"samples/s  loss \d\.\d{3}e[+-]\d+ .*ETA \d+:\d\d:\d\d$", line) for line in lines), lines
 
 
 def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
