@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Stage:
     """Train on ``components`` for at most ``steps`` steps at peak learning rate ``lr``.
 
-    ``noise``/``drift`` override the base signal spec when set. With ``promote_below``, the stage
+    ``noise``/``drift``/``families`` override the base signal spec when set (``families``: a mixture,
+    see :class:`harmonic_forecast.signals.SignalSpec`). With ``promote_below``, the stage
     ends early at an evaluation, once ``min_steps`` have passed, if the validation MSE on its band
     is below the threshold.
     """
@@ -25,7 +27,8 @@ class Stage:
     steps: int
     lr: float
     noise: float | tuple[float, ...] | None = None
-    drift: bool | None = None
+    drift: bool | str | None = None
+    families: tuple[Any, ...] | None = None
     promote_below: float | None = None
     min_steps: int = 0
 

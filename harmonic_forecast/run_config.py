@@ -1,10 +1,11 @@
 """A training run's configuration: typed sections read from a TOML file, validated up front.
 
 Sections: ``[train]`` (seed, batch, optimiser, loss, device, compilation, checkpoints), ``[eval]``,
-``[signal]`` (the base :class:`SignalSpec`), ``[model]``, ``[wandb]`` and one ``[[stages]]`` table
-per curriculum stage: its component band, a budget in ``steps`` or ``samples``, optionally its
-own ``lr``, ``noise``, ``drift`` and a promotion rule (``promote_below`` with ``min_steps`` or
-``min_samples``).
+``[signal]`` (the base :class:`SignalSpec`, with optional ``[[signal.families]]`` tables: a mixture),
+``[model]``, ``[wandb]`` and one ``[[stages]]`` table per curriculum stage: its component band, a
+budget in ``steps`` or ``samples``, optionally its own ``lr``, ``noise``, ``drift``, ``families``
+(``[[stages.families]]`` tables, replacing the base's) and a promotion rule (``promote_below`` with
+``min_steps`` or ``min_samples``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from harmonic_forecast.config import (
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.losses import LOSSES
 from harmonic_forecast.model import ModelConfig
-from harmonic_forecast.signals import SignalSpec, require_noise
+from harmonic_forecast.signals import SignalSpec, parse_families, require_noise
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -90,10 +91,11 @@ class RunConfig:
         return sum(stage.steps for stage in self.stages)
 
     def stage_spec(self, stage: Stage) -> SignalSpec:
-        """The signal spec of a stage: the base spec with the stage's band (and noise, drift)."""
+        """The signal spec of a stage: the base spec with the stage's band (and noise, drift, families)."""
         noise = self.signal.noise if stage.noise is None else stage.noise
         drift = self.signal.drift if stage.drift is None else stage.drift
-        return self.signal.replace(components=stage.components, noise=noise, drift=drift)
+        families = self.signal.families if stage.families is None else stage.families
+        return self.signal.replace(components=stage.components, noise=noise, drift=drift, families=families)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (for wandb and the checkpoint)."""
@@ -136,18 +138,23 @@ def _steps(section: str, values: dict[str, Any], name: str, batch_size: int, req
 def _stage(index: int, values: Any, train: TrainSettings) -> Stage:
     section = f"stages[{index}]"
     values = require_table(section, values)
-    known = {"components", "steps", "samples", "lr", "noise", "drift", "promote_below", "min_steps", "min_samples"}
+    known = {"components", "steps", "samples", "lr", "noise", "drift", "families"}
+    known |= {"promote_below", "min_steps", "min_samples"}
     reject_unknown(section, values, known)
     if "components" not in values:
         raise ConfigError(f"{section}: needs components = [low, high]")
     optional = {key: values.get(key) for key in ("noise", "promote_below")}
     drift = values.get("drift")
+    if drift is not None and not (isinstance(drift, bool) or drift == "linear"):
+        raise ConfigError(f'{section}.drift: expected true, false or "linear", got {drift!r}')
+    families = values.get("families")
     return Stage(
         components=require_pair(f"{section}.components", values["components"], integer=True),
         steps=_steps(section, values, "budget", train.batch_size, required=True),
         lr=require_float(f"{section}.lr", values.get("lr", train.lr), minimum=1e-12),
         noise=None if optional["noise"] is None else require_noise(f"{section}.noise", optional["noise"]),
-        drift=None if drift is None else require_bool(f"{section}.drift", drift),
+        drift=drift,
+        families=None if families is None else parse_families(f"{section}.families", families),
         promote_below=None
         if optional["promote_below"] is None
         else require_float(f"{section}.promote_below", optional["promote_below"], minimum=0.0),
@@ -183,8 +190,13 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
     stages = tuple(_stage(index, stage, train) for index, stage in enumerate(raw_stages))
     evaluation = _settings(EvalSettings, "eval", values.get("eval", {}))
     config = RunConfig(train, evaluation, signal, model, stages, wandb)
-    for stage in stages:
-        config.stage_spec(stage)  # validates each stage's band and noise as a SignalSpec
+    for index, stage in enumerate(stages):
+        try:
+            config.stage_spec(stage)  # validates each stage's band, noise and families as a SignalSpec
+        except ConfigError as error:
+            if stage.families is None or not str(error).startswith("signal.families"):
+                raise
+            raise ConfigError(str(error).replace("signal.", f"stages[{index}].", 1)) from None
     return config
 
 

@@ -1,15 +1,27 @@
-"""Sums of harmonics: the validated signal spec, and batched synthesis on any device.
+"""Sums of harmonics and their families: the validated signal spec, and batched synthesis on any device.
 
 A signal has ``K ~ U{k_lo, k_hi - 1}`` components with periods, phases and amplitudes drawn per
-component; ``x_t = sum_k a_k g_k(t) sin(2 pi t / P_k + phi_k)`` for ``t = 0 .. lookback + horizon - 1``,
-then ``x /= max |x|``, optional Gaussian noise and a second normalisation (the seed's generator).
-``g_k`` is 1 unless amplitude drift is on.
+component (amplitudes sum to 1), and is built in this order, for ``t = 0 .. lookback + horizon - 1``:
+
+1. the harmonic part ``h_t = sum_k a_k g_k(t) sin(2 pi t / P_k + phi_k)``; ``g_k`` is 1 unless
+   amplitude drift is on (``drift = true``: 1 -> r -> 1 at a random time; ``"linear"``: g0 -> g1);
+2. plus a level (DC offset) ``c``, a linear trend ``b t`` and a random walk ``w_t = s sum_{u=1..t} e_u``
+   (``w_0 = 0``, ``e_u`` standard normal), all in units of the harmonic part's amplitude sum (1);
+3. ``x /= max |x|`` over the whole window (when ``normalize``);
+4. plus noise of marginal std σ: white Gaussian, Laplace, Student-t with ν degrees of freedom, or a
+   stationary AR(1) with coefficient φ drawn per signal; then ``x /= max |x|`` again.
 
 Integer periods without drift are rendered by one GEMM of a ``[B, 2 * #periods]`` coefficient
 matrix against a fixed sin/cos table, since ``a sin(wt + phi) = (a cos phi) sin wt + (a sin phi) cos wt``.
 Continuous periods and drift use a direct masked ``sin`` over ``[B, K, L]``, chunked to bound
 memory. Every random number comes from :mod:`harmonic_forecast.counter_rng`, so the signal with
-a given counter is the same whatever batch or device it is made in.
+a given counter is the same whatever batch or device it is made in. The seed's draws keep their
+slots; the families' draws come from the same counters under derived keys (``key ^ salt``), so a
+spec without them gives bit-identical signals to earlier versions.
+
+A spec with ``families`` is a mixture: signal ``i`` of a stream (its global index) takes family
+``f`` when ``i mod sum(weights)`` falls in ``f``'s block of ``weight`` residues, so every batch holds
+the families in fixed proportions, whatever the batch, rank or world size.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from harmonic_forecast.config import (
     require_int,
     require_pair,
 )
-from harmonic_forecast.counter_rng import uniform, uniform_index, words_for
+from harmonic_forecast.counter_rng import _signed, bit_field, uniform, uniform_index, words_for
 
 # Counter layout of one signal: 2**12 slots, each a 64-bit random word.
 SLOTS_PER_SIGNAL = 1 << 12
@@ -45,6 +57,14 @@ _INDEX_SHIFT = SLOTS_PER_SIGNAL.bit_length() - 1  # the signal index sits above 
 _INDEX_MASK = (1 << 48) - 1
 MAX_INTEGER_PERIODS = 100_000
 AMPLITUDE_LAWS = ("uniform", "equal")
+DRIFT_MODES = (False, True, "linear")
+NOISE_KINDS = ("gaussian", "laplace", "student_t", "ar1")
+MAX_FAMILY_WEIGHT = 10_000
+# Derived keys (key ^ salt) for the families' draws, with the same per-signal counters and slots:
+_PARAMETER_SALT = _signed(0xA0761D6478BD642F)  # slot 0: level, trend; 1 + j: linear drift; _DRIFT_SLOT: AR(1) φ
+_WALK_SALT = _signed(0xE7037ED1A0B428DB)  # slots 0 ..: the random walk's normal steps (two per slot)
+_NOISE_SALT = _signed(0x8EBC6AF09C88C6E3)  # slots 0 .. L - 1: one Laplace or Student-t sample each
+_UNFAMILY_KEYS = ("lookback", "horizon", "families")  # one window length per stream; no nesting
 
 
 @dataclass(frozen=True)
@@ -52,12 +72,23 @@ class SignalSpec:
     """What a signal is; the defaults are the seed notebook's final task.
 
     ``components`` and ``periods`` are half-open ``(low, high)`` ranges like numpy's ``randint``.
-    ``amplitudes``: ``"uniform"`` draws ``U[0, 1)`` per component, ``"equal"`` gives every
-    component the same weight; both are normalised to sum 1. ``drift`` multiplies each component
-    by a gain that moves linearly from 1 to ``r ~ U[drift_range]`` at a random time and back to 1
-    at the window's end. ``normalize`` divides each signal by its max |x| over the whole window.
-    ``noise`` is one σ, or a list of them: signal ``i`` of a stream then gets ``noise[i % len(noise)]``,
-    so every batch mixes the levels in fixed proportions (training one model for all noise levels).
+    ``periods`` need a low bound >= 2 samples (Nyquist); they may exceed the window. ``components``
+    may start at 1 (a pure tone). ``amplitudes``: ``"uniform"`` draws ``U[0, 1)`` per component,
+    ``"equal"`` gives every component the same weight; both are normalised to sum 1. ``drift``:
+    ``true`` multiplies each component by a gain that moves linearly from 1 to ``r ~ U[drift_range]``
+    at a random time and back to 1 at the window's end; ``"linear"`` by a gain moving linearly from
+    ``g0`` to ``g1``, both ``~ U[drift_range]``, over the window. ``level`` (DC offset) and ``trend``
+    (slope per sample) are drawn uniformly from their closed ranges per signal, and ``random_walk``
+    is the step σ of an integrated white noise, all in units of the harmonic part's amplitude sum
+    (1), added before normalisation. ``normalize`` divides each signal by its max |x| over the whole
+    window. ``noise`` is one σ (the marginal std), or a list of them: signal ``i`` of a stream then
+    gets ``noise[i % len(noise)]``, so every batch mixes the levels in fixed proportions.
+    ``noise_kind`` is ``"gaussian"``, ``"laplace"``, ``"student_t"`` (``noise_df`` = ν > 2) or
+    ``"ar1"`` (φ ~ U[noise_phi] per signal, a stationary AR(1) scaled to std σ).
+    ``families`` makes a mixture: a list of tables (or :class:`Family`), each with an integer
+    ``weight`` and the fields it overrides in this spec (any but lookback, horizon and families).
+
+    Raises :class:`ConfigError` (one line naming the field, e.g. ``signal.trend: ...``) for a bad value.
     """
 
     lookback: int = 100
@@ -67,9 +98,16 @@ class SignalSpec:
     integer_periods: bool = True
     amplitudes: str = "uniform"
     noise: float | tuple[float, ...] = 0.0
-    drift: bool = False
+    drift: bool | str = False
     drift_range: tuple[float, float] = (0.5, 2.0)
     normalize: bool = True
+    level: tuple[float, float] = (0.0, 0.0)
+    trend: tuple[float, float] = (0.0, 0.0)
+    random_walk: float = 0.0
+    noise_kind: str = "gaussian"
+    noise_df: float = 5.0
+    noise_phi: tuple[float, float] = (0.0, 0.9)
+    families: tuple[Family, ...] = ()
 
     def __post_init__(self) -> None:
         lookback = require_int("signal.lookback", self.lookback, minimum=1)
@@ -92,15 +130,32 @@ class SignalSpec:
             )
         require_choice("signal.amplitudes", self.amplitudes, AMPLITUDE_LAWS)
         noise = require_noise("signal.noise", self.noise)
-        require_bool("signal.drift", self.drift)
+        if not (isinstance(self.drift, bool) or self.drift == "linear"):
+            raise ConfigError(f'signal.drift: expected true, false or "linear", got {self.drift!r}')
         r_lo, r_hi = require_pair("signal.drift_range", self.drift_range, integer=False)
         if not 0 < r_lo <= r_hi:
             raise ConfigError(f"signal.drift_range: need 0 < low <= high, got ({r_lo}, {r_hi})")
         require_bool("signal.normalize", self.normalize)
+        level = _require_range("signal.level", self.level, bound=1e3)
+        trend = _require_range("signal.trend", self.trend, bound=10.0)
+        require_float("signal.random_walk", self.random_walk, minimum=0.0, maximum=10.0)
+        require_choice("signal.noise_kind", self.noise_kind, NOISE_KINDS)
+        noise_df = require_float("signal.noise_df", self.noise_df, maximum=1e6)
+        if not noise_df > 2:
+            raise ConfigError(f"signal.noise_df: need ν > 2 (a finite variance), got {noise_df}")
+        phi_lo, phi_hi = require_pair("signal.noise_phi", self.noise_phi, integer=False)
+        if not -1 < phi_lo <= phi_hi < 1:
+            raise ConfigError(f"signal.noise_phi: need -1 < low <= high < 1, got ({phi_lo}, {phi_hi})")
         object.__setattr__(self, "components", (k_lo, k_hi))
         object.__setattr__(self, "periods", (p_lo, p_hi))
         object.__setattr__(self, "noise", noise)
         object.__setattr__(self, "drift_range", (r_lo, r_hi))
+        object.__setattr__(self, "level", level)
+        object.__setattr__(self, "trend", trend)
+        object.__setattr__(self, "noise_phi", (phi_lo, phi_hi))
+        families, members = _resolve_families(self, parse_families("signal.families", self.families))
+        object.__setattr__(self, "families", families)
+        object.__setattr__(self, "_members", members)
 
     @property
     def length(self) -> int:
@@ -117,6 +172,14 @@ class SignalSpec:
         """Component slots per signal (``k_hi - 1``)."""
         return self.components[1] - 1
 
+    @property
+    def members(self) -> tuple[tuple[int, int, SignalSpec], ...]:
+        """The mixture as ``(first, stop, spec)``: signal ``i`` takes ``spec`` when ``first <= i mod period < stop``.
+
+        ``period`` is the sum of the weights; a spec without families is its own single member ``(0, 1, self)``.
+        """
+        return self._members  # type: ignore[attr-defined]
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SignalSpec:
         """Build from a config table; unknown keys are an error."""
@@ -124,14 +187,92 @@ class SignalSpec:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON/TOML (tuples become lists)."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
+        """Plain values for JSON/TOML (tuples become lists; families become tables with their weight)."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["families"] = [{"weight": family.weight, **dict(family.overrides)} for family in self.families]
+        return {key: _plain(value) for key, value in values.items()}
 
     def replace(self, **changes: Any) -> SignalSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One member of a mixture: ``weight`` signals in every ``sum(weights)`` use the base spec with ``overrides``.
+
+    ``overrides`` is a sorted tuple of ``(field, value)`` pairs of :class:`SignalSpec` fields.
+    """
+
+    weight: int
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+def parse_families(name: str, value: Any) -> tuple[Family, ...]:
+    """Families from config tables (``{"weight": 2, "noise": 0.1, ...}``) or :class:`Family` objects.
+
+    Checks the weights and the field names only; :class:`SignalSpec` validates the values. Raises
+    :class:`ConfigError` naming ``name[i].field``.
+    """
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError(f"{name}: expected a list of tables, got {value!r}")
+    families = []
+    known = {field.name for field in dataclasses.fields(SignalSpec)} - set(_UNFAMILY_KEYS)
+    for i, item in enumerate(value):
+        if isinstance(item, Family):
+            item = {"weight": item.weight, **dict(item.overrides)}
+        if not isinstance(item, dict):
+            raise ConfigError(f"{name}[{i}]: expected a table, got {item!r}")
+        for key in _UNFAMILY_KEYS:
+            if key in item:
+                raise ConfigError(f"{name}[{i}].{key}: a family cannot override it (it is the stream's)")
+        reject_unknown(f"{name}[{i}]", item, known | {"weight"})
+        if "weight" not in item:
+            raise ConfigError(f"{name}[{i}]: needs weight = N (an integer)")
+        weight = require_int(f"{name}[{i}].weight", item["weight"], minimum=1, maximum=MAX_FAMILY_WEIGHT)
+        overrides = tuple(sorted((key, _frozen(v)) for key, v in item.items() if key != "weight"))
+        families.append(Family(weight, overrides))
+    if len(families) == 1 or sum(family.weight for family in families) > MAX_FAMILY_WEIGHT:
+        raise ConfigError(f"{name}: need none or at least two families, weights summing to <= {MAX_FAMILY_WEIGHT}")
+    return tuple(families)
+
+
+def _resolve_families(
+    base: SignalSpec, families: tuple[Family, ...]
+) -> tuple[tuple[Family, ...], tuple[tuple[int, int, SignalSpec], ...]]:
+    """Validated families (values canonical) and the mixture's members ``(first, stop, spec)``."""
+    if not families:
+        return (), ((0, 1, base),)
+    plain = dataclasses.replace(base, families=())
+    canonical, members, first = [], [], 0
+    for i, family in enumerate(families):
+        try:
+            spec = dataclasses.replace(plain, **dict(family.overrides))
+        except ConfigError as error:
+            message = str(error)
+            raise ConfigError(message.replace("signal.", f"signal.families[{i}].", 1)) from None
+        canonical.append(Family(family.weight, tuple((key, getattr(spec, key)) for key, _ in family.overrides)))
+        members.append((first, first + family.weight, spec))
+        first += family.weight
+    return tuple(canonical), tuple(members)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(item) for item in value) if isinstance(value, list | tuple) else value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return [_plain(item) for item in value] if isinstance(value, list | tuple) else value
+
+
+def _require_range(name: str, value: Any, bound: float) -> tuple[float, float]:
+    """A closed range ``[low, high]`` with ``-bound <= low <= high <= bound`` (``low == high``: a constant)."""
+    low, high = require_pair(name, value, integer=False)
+    if not -bound <= low <= high <= bound:
+        raise ConfigError(f"{name}: need {-bound:g} <= low <= high <= {bound:g}, got ({low}, {high})")
+    return low, high
 
 
 def require_noise(name: str, value: Any) -> float | tuple[float, ...]:
@@ -158,7 +299,8 @@ class Harmonics:
     """The drawn components of a batch, padded to ``spec.max_components`` slots.
 
     Inactive slots (slot index >= ``count``) have amplitude 0. Amplitudes of each signal sum to 1.
-    ``drift_ratio``/``drift_peak`` are the gain's extreme value and its time (None without drift).
+    ``drift_ratio``/``drift_peak`` are the gain's extreme value and its time (``drift = true``);
+    ``gain_start``/``gain_end`` the linear gain's ends (``drift = "linear"``); None otherwise.
     """
 
     count: torch.Tensor  # [B] int64
@@ -167,6 +309,8 @@ class Harmonics:
     amplitude: torch.Tensor  # [B, S] float32
     drift_ratio: torch.Tensor | None = None  # [B, S]
     drift_peak: torch.Tensor | None = None  # [B, S], in (0, length - 1)
+    gain_start: torch.Tensor | None = None  # [B, S], g0 at t = 0
+    gain_end: torch.Tensor | None = None  # [B, S], g1 at t = length - 1
 
 
 def sample_harmonics(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> Harmonics:
@@ -191,10 +335,19 @@ def sample_harmonics(spec: SignalSpec, key: int, signal_counters: torch.Tensor) 
     else:
         highest_below = math.nextafter(float(p_hi), -math.inf)
         period = uniform(component_words, 0, 24).mul_(p_hi - p_lo).add_(p_lo).clamp_(max=highest_below)
-    if not spec.drift:
+    if spec.drift is False:
         return Harmonics(count, period, phase, amplitude)
-    drift_words = words_for(key, signal_counters, torch.arange(_DRIFT_SLOT, _DRIFT_SLOT + slots, device=device))
     r_lo, r_hi = spec.drift_range
+    if spec.drift == "linear":
+        gain_words = words_for(
+            key ^ _PARAMETER_SALT,
+            signal_counters,
+            torch.arange(_COMPONENT_SLOT, _COMPONENT_SLOT + slots, device=device),
+        )
+        start = uniform(gain_words, 40, 24).mul_(r_hi - r_lo).add_(r_lo)
+        end = uniform(gain_words, 16, 24).mul_(r_hi - r_lo).add_(r_lo)
+        return Harmonics(count, period, phase, amplitude, gain_start=start, gain_end=end)
+    drift_words = words_for(key, signal_counters, torch.arange(_DRIFT_SLOT, _DRIFT_SLOT + slots, device=device))
     ratio = uniform(drift_words, 40, 24).mul_(r_hi - r_lo).add_(r_lo)
     peak = uniform(drift_words, 16, 24, open_low=True).mul_(spec.length - 1)
     return Harmonics(count, period, phase, amplitude, ratio, peak)
@@ -209,16 +362,21 @@ def period_table(p_lo: int, p_hi: int, length: int, device: torch.device) -> tor
     return torch.cat([angle.sin(), angle.cos()]).to(device=device, dtype=torch.float32)
 
 
-def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
-    """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table."""
+def gemm_coefficients(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
+    """``[B, 2 * #periods]`` float32: each signal's ``a cos phi`` then ``a sin phi`` per integer period."""
     p_lo, p_hi = spec.periods
     n_periods = p_hi - p_lo
-    table = period_table(p_lo, p_hi, spec.length, harmonics.period.device)
     index = harmonics.period.long().sub_(p_lo)
     coefficients = torch.zeros(index.shape[0], 2 * n_periods, device=index.device)
     coefficients[:, :n_periods].scatter_add_(1, index, harmonics.phase.cos().mul_(harmonics.amplitude))
     coefficients[:, n_periods:].scatter_add_(1, index, harmonics.phase.sin().mul_(harmonics.amplitude))
-    return coefficients @ table
+    return coefficients
+
+
+def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
+    """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table."""
+    table = period_table(*spec.periods, spec.length, harmonics.period.device)
+    return gemm_coefficients(spec, harmonics) @ table
 
 
 def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 24) -> torch.Tensor:
@@ -238,6 +396,9 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
         wave.mul_(harmonics.amplitude[:, chunk, None])
         if harmonics.drift_ratio is not None and harmonics.drift_peak is not None:
             wave.mul_(drift_gain(t, harmonics.drift_ratio[:, chunk, None], harmonics.drift_peak[:, chunk, None]))
+        if harmonics.gain_start is not None and harmonics.gain_end is not None:
+            start, end = harmonics.gain_start[:, chunk, None], harmonics.gain_end[:, chunk, None]
+            wave.mul_((end - start).mul(t / max(1, spec.length - 1)).add_(start))
         signal += wave.sum(dim=1)
     return signal
 
@@ -250,17 +411,86 @@ def drift_gain(t: torch.Tensor, ratio: torch.Tensor, peak: torch.Tensor) -> torc
     return 1 + (ratio - 1) * torch.minimum(rise, fall)
 
 
-def gaussian_noise(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
-    """``[B, L]`` standard normal samples (Box-Muller, two per random word)."""
-    pairs = (spec.length + 1) // 2
-    offsets = torch.arange(_NOISE_SLOT, _NOISE_SLOT + pairs, device=signal_counters.device)
+def standard_normal(key: int, signal_counters: torch.Tensor, first_slot: int, count: int) -> torch.Tensor:
+    """``[B, count]`` float32 standard normals from slots ``first_slot ..`` (Box-Muller, two per random word)."""
+    pairs = (count + 1) // 2
+    offsets = torch.arange(first_slot, first_slot + pairs, device=signal_counters.device)
     words = words_for(key, signal_counters, offsets)
     radius = uniform(words, 40, 24, open_low=True).log_().mul_(-2).sqrt_()
     angle = uniform(words, 16, 24).mul_(2 * math.pi)
     normal = torch.empty(words.shape[0], 2 * pairs, device=words.device)
     torch.mul(radius, angle.cos(), out=normal[:, :pairs])
     torch.mul(radius, angle.sin_(), out=normal[:, pairs:])
-    return normal[:, : spec.length]
+    return normal[:, :count]
+
+
+def gaussian_noise(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` standard normal samples (Box-Muller, two per random word)."""
+    return standard_normal(key, signal_counters, _NOISE_SLOT, spec.length)
+
+
+def level_and_trend(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-signal level and trend (slope per sample), each ``[B]`` float32 uniform on its closed range."""
+    slot = torch.zeros(1, dtype=torch.int64, device=signal_counters.device)
+    words = words_for(key ^ _PARAMETER_SALT, signal_counters, slot)[:, 0]
+    (l_lo, l_hi), (b_lo, b_hi) = spec.level, spec.trend
+    level = uniform(words, 40, 24).mul_(l_hi - l_lo).add_(l_lo)
+    trend = uniform(words, 16, 24).mul_(b_hi - b_lo).add_(b_lo)
+    return level, trend
+
+
+def random_walk(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` random walk ``w_t = s * sum_{u=1..t} e_u`` with ``w_0 = 0`` and step σ ``s = spec.random_walk``."""
+    steps = standard_normal(key ^ _WALK_SALT, signal_counters, 0, spec.length)
+    steps[:, 0] = 0
+    return steps.cumsum_(dim=1).mul_(spec.random_walk)
+
+
+def ar1_coefficient(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
+    """``[B]`` float32 AR(1) coefficients φ, uniform on ``spec.noise_phi``."""
+    slot = torch.full((1,), _DRIFT_SLOT, dtype=torch.int64, device=signal_counters.device)
+    words = words_for(key ^ _PARAMETER_SALT, signal_counters, slot)[:, 0]
+    phi_lo, phi_hi = spec.noise_phi
+    return uniform(words, 40, 24).mul_(phi_hi - phi_lo).add_(phi_lo)
+
+
+def unit_noise(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` float32 noise of ``spec.noise_kind`` with zero mean and unit marginal std.
+
+    Gaussian: Box-Muller. Laplace: a random sign times an exponential of scale ``1/sqrt 2``. Student-t with ν =
+    ``noise_df``: Bailey's polar formula ``cos θ sqrt(ν (W^(-2/ν) - 1))``, scaled by ``sqrt((ν-2)/ν)``.
+    AR(1): ``x_0 = e_0``, ``x_t = φ x_{t-1} + sqrt(1 - φ²) e_t`` (stationary), by a log-depth scan.
+    """
+    if spec.noise_kind == "gaussian":
+        return gaussian_noise(spec, key, signal_counters)
+    if spec.noise_kind == "ar1":
+        innovation = gaussian_noise(spec, key, signal_counters)
+        phi = ar1_coefficient(spec, key, signal_counters)[:, None]
+        innovation[:, 1:].mul_((1 - phi * phi).sqrt_())
+        return linear_recurrence(phi, innovation)
+    slots = torch.arange(spec.length, device=signal_counters.device)
+    words = words_for(key ^ _NOISE_SALT, signal_counters, slots)
+    if spec.noise_kind == "laplace":  # an exponential magnitude with a random sign
+        magnitude = uniform(words, 40, 23, open_low=True).log_().mul_(-(0.5**0.5))
+        return bit_field(words, 39, 1).mul_(2).sub_(1).to(torch.float32).mul_(magnitude)
+    df = spec.noise_df
+    # exp(log) rather than pow: CPU pow's vector and tail loops round differently, and a row must not
+    # depend on the batch it is made in
+    radius = uniform(words, 40, 24, open_low=True).log_().mul_(-2 / df).exp_().sub_(1).mul_(df).sqrt_()
+    angle = uniform(words, 16, 24).mul_(2 * math.pi).cos_()
+    return radius.mul_(angle).mul_(math.sqrt((df - 2) / df))
+
+
+def linear_recurrence(coefficient: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    """``y_t = a y_{t-1} + u_t`` with ``y_0 = u_0`` along the last dim, for ``a`` ``[B, 1]`` and ``u`` ``[B, L]``.
+
+    A Hillis-Steele scan: ``log2 L`` vectorised steps, no loop over time or signals.
+    """
+    result, power, shift = drive, coefficient, 1
+    while shift < drive.shape[-1]:
+        result = torch.cat([result[:, :shift], result[:, shift:] + power * result[:, :-shift]], dim=1)
+        power, shift = power * power, 2 * shift
+    return result
 
 
 def normalize_peak_(signal: torch.Tensor) -> torch.Tensor:
@@ -268,26 +498,79 @@ def normalize_peak_(signal: torch.Tensor) -> torch.Tensor:
     return signal.div_(signal.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(signal.dtype).tiny))
 
 
+def uses_gemm(spec: SignalSpec) -> bool:
+    """Whether the spec's harmonic part is rendered by the GEMM (integer periods, no drift)."""
+    return spec.integer_periods and spec.drift is False
+
+
 def render(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
     """Un-normalised ``[B, L]`` signals by the fastest exact path for the spec."""
-    if spec.integer_periods and harmonics.drift_ratio is None:
+    if uses_gemm(spec):
         return render_gemm(spec, harmonics)
     return render_direct(spec, harmonics)
 
 
 def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Finished signals ``[B, L]`` float32 and their component counts ``[B]`` for the given counters."""
-    harmonics = sample_harmonics(spec, key, signal_counters)
-    signal = render(spec, harmonics)
+    """Finished signals ``[B, L]`` float32 and their component counts ``[B]`` int64 for the given counters.
+
+    ``signal_counters`` ([B] int64) are the signals' base counters (see :mod:`harmonic_forecast.stream`).
+    A mixture picks each row's family from the signal index the counter holds, with one pass per
+    family (never per signal). Its GEMM-path families share one GEMM per period table over all ``B``
+    rows, so a row's bits never depend on how many rows of its family a batch or rank holds.
+    """
+    members = spec.members
+    if len(members) == 1:
+        harmonics = sample_harmonics(spec, key, signal_counters)
+        return _finish(spec, key, signal_counters, render(spec, harmonics)), harmonics.count
+    batch, device = len(signal_counters), signal_counters.device
+    residue = _signal_index(signal_counters).remainder_(members[-1][1])
+    signal = torch.empty(batch, spec.length, device=device)
+    count = torch.empty(batch, dtype=torch.int64, device=device)
+    coefficients: dict[tuple[int, int], torch.Tensor] = {}
+    parts = []
+    for first, stop, member in members:
+        rows = ((residue >= first) & (residue < stop)).nonzero().squeeze(1)
+        harmonics = sample_harmonics(member, key, signal_counters[rows])
+        count[rows] = harmonics.count
+        if uses_gemm(member):
+            periods = member.periods
+            if periods not in coefficients:
+                coefficients[periods] = torch.zeros(batch, 2 * (periods[1] - periods[0]), device=device)
+            coefficients[periods][rows] = gemm_coefficients(member, harmonics)
+        else:
+            signal[rows] = render_direct(member, harmonics)
+        parts.append((rows, member))
+    for periods, matrix in coefficients.items():
+        rendered = matrix @ period_table(*periods, spec.length, device)
+        for rows, member in parts:
+            if uses_gemm(member) and member.periods == periods:
+                signal[rows] = rendered[rows]
+    for rows, member in parts:
+        signal[rows] = _finish(member, key, signal_counters[rows], signal[rows])
+    return signal, count
+
+
+def _signal_index(signal_counters: torch.Tensor) -> torch.Tensor:
+    return signal_counters.bitwise_right_shift(_INDEX_SHIFT).bitwise_and_(_INDEX_MASK)
+
+
+def _finish(spec: SignalSpec, key: int, signal_counters: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    """Steps 2-4 of the module docstring, in place on the rendered harmonic part ``signal`` ``[B, L]``."""
+    if spec.level != (0.0, 0.0) or spec.trend != (0.0, 0.0):
+        level, trend = level_and_trend(spec, key, signal_counters)
+        t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)
+        signal.add_(trend[:, None] * t).add_(level[:, None])
+    if spec.random_walk > 0:
+        signal.add_(random_walk(spec, key, signal_counters))
     if spec.normalize:
         normalize_peak_(signal)
     levels = spec.noise_levels
     if max(levels) > 0:
-        noise = gaussian_noise(spec, key, signal_counters)
+        noise = unit_noise(spec, key, signal_counters)
         if len(levels) == 1:
             noise.mul_(levels[0])
         else:
-            index = signal_counters.bitwise_right_shift(_INDEX_SHIFT).bitwise_and_(_INDEX_MASK).remainder_(len(levels))
+            index = _signal_index(signal_counters).remainder_(len(levels))
             sigma = torch.zeros_like(noise[:, :1])
             for position, level in enumerate(levels):  # scalar fills: no host-to-device copy per batch
                 sigma.masked_fill_(index[:, None] == position, level)
@@ -295,4 +578,4 @@ def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tup
         signal.add_(noise)
         if spec.normalize:
             normalize_peak_(signal)
-    return signal, harmonics.count
+    return signal
