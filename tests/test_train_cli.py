@@ -49,11 +49,15 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("name", ["quickstart", "forecast_cpu", "forecast_gpu", "seed_45"])
+@pytest.mark.parametrize("name", ["quickstart", "forecast_cpu", "forecast_gpu", "seed_45", "families_example"])
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load_run_config(ROOT / "configs" / f"{name}.toml")
     assert config.model.kind == ("seed_gru" if name == "seed_45" else "sparse_gru")
-    if name != "seed_45":
+    if name == "families_example":
+        first, last = (config.stage_spec(stage) for stage in config.stages)
+        assert [stop - start for start, stop, _ in first.members] == [4, 1, 2, 1, 1, 1]
+        assert [member.noise_kind for *_, member in last.members] == ["gaussian", "laplace"]
+    elif name != "seed_45":
         assert config.signal.noise_levels == (0.0, 0.001, 0.01, 0.03, 0.1, 0.3)
         assert config.stages[-1].lr < config.stages[0].lr  # the low-rate final phase
 
