@@ -11,9 +11,10 @@ component (amplitudes sum to 1), and is built in this order, for ``t = 0 .. look
 4. plus noise of marginal std σ: white Gaussian, Laplace, Student-t with ν degrees of freedom, or a
    stationary AR(1) with coefficient φ drawn per signal; then ``x /= max |x|`` again.
 
-Integer periods without drift are rendered by one GEMM of a ``[B, 2 * #periods]`` coefficient
+Integer periods without drift (or with linear drift, by a table stacked with its ramp-weighted
+copy) are rendered by one GEMM of a ``[B, 2 * #periods]`` coefficient
 matrix against a fixed sin/cos table, since ``a sin(wt + phi) = (a cos phi) sin wt + (a sin phi) cos wt``.
-Continuous periods and drift use a direct masked ``sin`` over ``[B, K, L]``, chunked to bound
+Continuous periods and the 1 -> r -> 1 drift use a direct masked ``sin`` over ``[B, K, L]``, chunked to bound
 memory. Every random number comes from :mod:`harmonic_forecast.counter_rng`, so the signal with
 a given counter is the same whatever batch or device it is made in. The seed's draws keep their
 slots; the families' draws come from the same counters under derived keys (``key ^ salt``), so a
@@ -363,20 +364,47 @@ def period_table(p_lo: int, p_hi: int, length: int, device: torch.device) -> tor
 
 
 def gemm_coefficients(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
-    """``[B, 2 * #periods]`` float32: each signal's ``a cos phi`` then ``a sin phi`` per integer period."""
+    """``[B, 2 * #periods]`` float32: each signal's ``a cos phi`` then ``a sin phi`` per integer period.
+
+    With a linear gain ``g0 + (g1 - g0) t / (L - 1)`` it is ``[B, 4 * #periods]``: the same for
+    ``a g0`` then for ``a (g1 - g0)``, to multiply :func:`gemm_table`'s ramped rows.
+    """
     p_lo, p_hi = spec.periods
     n_periods = p_hi - p_lo
     index = harmonics.period.long().sub_(p_lo)
-    coefficients = torch.zeros(index.shape[0], 2 * n_periods, device=index.device)
-    coefficients[:, :n_periods].scatter_add_(1, index, harmonics.phase.cos().mul_(harmonics.amplitude))
-    coefficients[:, n_periods:].scatter_add_(1, index, harmonics.phase.sin().mul_(harmonics.amplitude))
+    weights = [harmonics.amplitude]
+    if harmonics.gain_start is not None and harmonics.gain_end is not None:
+        weights = [
+            harmonics.amplitude * harmonics.gain_start,
+            harmonics.amplitude * (harmonics.gain_end - harmonics.gain_start),
+        ]
+    coefficients = torch.zeros(index.shape[0], 2 * n_periods * len(weights), device=index.device)
+    cos, sin = harmonics.phase.cos(), harmonics.phase.sin()
+    for block, weight in enumerate(weights):
+        first = 2 * n_periods * block
+        coefficients[:, first : first + n_periods].scatter_add_(1, index, cos * weight)
+        coefficients[:, first + n_periods : first + 2 * n_periods].scatter_add_(1, index, sin * weight)
     return coefficients
+
+
+@functools.lru_cache(maxsize=8)
+def _ramped_table(p_lo: int, p_hi: int, length: int, device: torch.device) -> torch.Tensor:
+    table = period_table(p_lo, p_hi, length, device)
+    ramp = torch.arange(length, dtype=torch.float64).div_(max(1, length - 1)).to(device=device, dtype=torch.float32)
+    return torch.cat([table, table * ramp])
+
+
+def gemm_table(spec: SignalSpec, device: torch.device) -> torch.Tensor:
+    """The table :func:`gemm_coefficients` multiplies: :func:`period_table`, stacked on itself times
+    ``t / (L - 1)`` for ``drift = "linear"`` (``[4 * #periods, L]``)."""
+    if spec.drift == "linear":
+        return _ramped_table(*spec.periods, spec.length, device)
+    return period_table(*spec.periods, spec.length, device)
 
 
 def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
     """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table."""
-    table = period_table(*spec.periods, spec.length, harmonics.period.device)
-    return gemm_coefficients(spec, harmonics) @ table
+    return gemm_coefficients(spec, harmonics) @ gemm_table(spec, harmonics.period.device)
 
 
 def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 24) -> torch.Tensor:
@@ -499,8 +527,8 @@ def normalize_peak_(signal: torch.Tensor) -> torch.Tensor:
 
 
 def uses_gemm(spec: SignalSpec) -> bool:
-    """Whether the spec's harmonic part is rendered by the GEMM (integer periods, no drift)."""
-    return spec.integer_periods and spec.drift is False
+    """Whether the spec's harmonic part is rendered by the GEMM (integer periods; no drift, or linear drift)."""
+    return spec.integer_periods and spec.drift is not True
 
 
 def render(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
@@ -526,24 +554,26 @@ def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tup
     residue = _signal_index(signal_counters).remainder_(members[-1][1])
     signal = torch.empty(batch, spec.length, device=device)
     count = torch.empty(batch, dtype=torch.int64, device=device)
-    coefficients: dict[tuple[int, int], torch.Tensor] = {}
+    coefficients: dict[tuple[tuple[int, int], bool], torch.Tensor] = {}
     parts = []
     for first, stop, member in members:
         rows = ((residue >= first) & (residue < stop)).nonzero().squeeze(1)
         harmonics = sample_harmonics(member, key, signal_counters[rows])
         count[rows] = harmonics.count
         if uses_gemm(member):
-            periods = member.periods
-            if periods not in coefficients:
-                coefficients[periods] = torch.zeros(batch, 2 * (periods[1] - periods[0]), device=device)
-            coefficients[periods][rows] = gemm_coefficients(member, harmonics)
+            table_key = (member.periods, member.drift == "linear")
+            if table_key not in coefficients:
+                width = len(gemm_table(member, device))
+                coefficients[table_key] = torch.zeros(batch, width, device=device)
+            coefficients[table_key][rows] = gemm_coefficients(member, harmonics)
         else:
             signal[rows] = render_direct(member, harmonics)
         parts.append((rows, member))
-    for periods, matrix in coefficients.items():
-        rendered = matrix @ period_table(*periods, spec.length, device)
+    for table_key, matrix in coefficients.items():
+        rendered = None
         for rows, member in parts:
-            if uses_gemm(member) and member.periods == periods:
+            if uses_gemm(member) and (member.periods, member.drift == "linear") == table_key:
+                rendered = matrix @ gemm_table(member, device) if rendered is None else rendered
                 signal[rows] = rendered[rows]
     for rows, member in parts:
         signal[rows] = _finish(member, key, signal_counters[rows], signal[rows])

@@ -182,8 +182,17 @@ def _formula(spec: SignalSpec, h) -> np.ndarray:
         SignalSpec(components=(1, 6), periods=(100.0, 1000.0), integer_periods=False, lookback=400),
         SignalSpec(components=(1, 6), periods=(2.0, 5000.0), integer_periods=False, lookback=2000),
         SignalSpec(components=(1, 6), periods=(5.0, 300.0), integer_periods=False, drift="linear"),
+        SignalSpec(components=(1, 20), periods=(2, 300), drift="linear", drift_range=(0.1, 3.0)),
     ],
-    ids=["tone-2..10", "int-100..1000", "cont-2..10", "cont-100..1000", "cont-2..5000-long", "linear-drift"],
+    ids=[
+        "tone-2..10",
+        "int-100..1000",
+        "cont-2..10",
+        "cont-100..1000",
+        "cont-2..5000-long",
+        "linear-drift",
+        "gemm-linear",
+    ],
 )
 def test_rendering_matches_the_formula_for_short_and_long_periods(spec: SignalSpec) -> None:
     h = sample_harmonics(spec, stream_key(5), _counters(150))
