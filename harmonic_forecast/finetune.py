@@ -20,8 +20,9 @@ import torch
 
 from harmonic_forecast import baselines
 from harmonic_forecast.config import ConfigError
-from harmonic_forecast.forecast import HarmonicForecaster, check_series, normalize_windows, series_windows
+from harmonic_forecast.forecast import HarmonicForecaster, check_series, series_windows
 from harmonic_forecast.losses import weighted_mse
+from harmonic_forecast.scaling import lookback_statistics, scale_windows
 
 REPORT_FILE = "finetune_report.json"
 
@@ -75,10 +76,11 @@ def split_windows(
 
 
 def _windows(windows: np.ndarray, lookback: int) -> Windows:
-    scaled_lookback, center, scale = normalize_windows(windows[:, :lookback])
-    target = (windows[:, lookback:] - center) / scale
-    as_tensor = lambda values: torch.as_tensor(values, dtype=torch.float32)  # noqa: E731
-    return Windows(as_tensor(scaled_lookback), as_tensor(target), as_tensor(center), as_tensor(scale))
+    values = torch.as_tensor(np.ascontiguousarray(windows), dtype=torch.float64)
+    scaled_lookback, target = scale_windows(values[:, :lookback], values[:, lookback:])
+    center, scale = lookback_statistics(values[:, :lookback])
+    scale = torch.where(scale > 0, scale, 1.0)
+    return Windows(*(tensor.float() for tensor in (scaled_lookback, target, center, scale)))
 
 
 def baseline_mse(train: Windows, validation: Windows) -> dict[str, float]:

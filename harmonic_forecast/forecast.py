@@ -1,8 +1,9 @@
 """Use a trained model: ``load_forecaster(path).predict(lookback)`` and ``.forecast(series)``.
 
-``predict`` takes windows already in the model's scale (like the stream's: sums of sinusoids
-normalised to max |x| = 1). ``forecast`` takes a raw series in its own units: each window is centred
-on its mean and divided by its max |deviation|, forecast, and mapped back.
+Both take values in any units: the model scales each window by its own lookback and maps its forecast
+back (:mod:`harmonic_forecast.scaling`), so ``predict(a·x + b) == a·predict(x) + b`` for ``a > 0``. A
+model saved before that convention (``input_scaling = "none"`` in its config) is wrapped in the same
+scaling here, so every model takes raw units.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.model import CONFIG_FILE, Forecaster
+from harmonic_forecast.scaling import scale_windows, unscale
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 Array = np.ndarray | torch.Tensor
@@ -75,22 +77,31 @@ class HarmonicForecaster:
 
     @torch.no_grad()
     def predict(self, lookback: Array) -> Array:
-        """Forecast ``[N, lookback]`` windows in the model's scale: ``[N, horizon]``, row i forecasting window i.
+        """Forecast ``[N, lookback]`` windows in any units: ``[N, horizon]`` in those units, row i for window i.
 
         A numpy array (or anything array-like) gives a float32 numpy array; a tensor gives a float32
-        tensor on the tensor's device. Rows are independent: a window holding a NaN or inf gets a row
-        of NaN and every other row is what it would be without that window (up to the last-bit rounding
-        that differs between batch sizes); nothing is raised for it. A constant window gets a finite row.
-        A wrong shape raises :class:`ConfigError`.
+        tensor on the tensor's device. float64 input keeps its precision through the scaling (a large
+        level does not eat the variation's digits). Rows are independent: a window holding a NaN or inf
+        gets a row of NaN and every other row is what it would be without that window (up to the last-bit
+        rounding that differs between batch sizes); nothing is raised for it. A constant window forecasts
+        its constant. A wrong shape raises :class:`ConfigError`.
         """
         as_numpy = not isinstance(lookback, torch.Tensor)
-        windows = torch.as_tensor(np.asarray(lookback) if as_numpy else lookback, dtype=torch.float32)
+        windows = torch.as_tensor(np.array(lookback) if as_numpy else lookback)
+        if not windows.is_floating_point():
+            windows = windows.double()
         if windows.ndim != 2 or windows.shape[1] != self.lookback:
             raise ConfigError(f"lookback: expected [N, {self.lookback}], got {tuple(windows.shape)}")
         source = windows.device
-        parts = [self.model(chunk.to(self.device)).float() for chunk in windows.split(self.batch_size)]
-        forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon)
+        parts = [self._predict_chunk(chunk.to(self.device)) for chunk in windows.split(self.batch_size)]
+        forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon, dtype=torch.float32)
         return forecast.cpu().numpy() if as_numpy else forecast.to(source)
+
+    def _predict_chunk(self, windows: torch.Tensor) -> torch.Tensor:
+        if self.model.config.input_scaling == "lookback":
+            return self.model(windows).float()
+        (scaled,) = scale_windows(windows)  # a model from before the scaling convention: scale around it
+        return unscale(self.model(scaled.float()), windows).float()
 
     def forecast(self, series: Array, rolling: bool = False) -> np.ndarray:
         """Forecast a raw series in its own units, float64 numpy.
@@ -98,7 +109,7 @@ class HarmonicForecaster:
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
         samples ``i + lookback ...``). Each row depends only on its own window; a constant window
-        forecasts finite values. The series must be finite and hold at least ``lookback`` samples:
+        forecasts its constant. The series must be finite and hold at least ``lookback`` samples:
         a NaN or inf anywhere raises :class:`ConfigError` naming its index, rather than giving NaN
         rows as :meth:`predict` does for windows.
         """
@@ -106,18 +117,8 @@ class HarmonicForecaster:
         windows = series_windows(values, self.lookback)
         if not rolling:
             windows = windows[-1:]
-        scaled, center, scale = normalize_windows(windows)
-        forecast = self.predict(scaled.astype(np.float32)).astype(np.float64) * scale + center
+        forecast = self.predict(np.ascontiguousarray(windows)).astype(np.float64)
         return forecast if rolling else forecast[0]
-
-
-def normalize_windows(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre each window on its mean and divide by its max |deviation| (1 for a constant window)."""
-    center = windows.mean(axis=1, keepdims=True)
-    deviation = windows - center
-    scale = np.abs(deviation).max(axis=1, keepdims=True)
-    scale[scale == 0] = 1.0
-    return deviation / scale, center, scale
 
 
 def load_forecaster(path: str | Path | None = None, device: str | torch.device = "cpu") -> HarmonicForecaster:

@@ -57,6 +57,7 @@ from harmonic_forecast.config import (
     require_pair,
 )
 from harmonic_forecast.losses import mse
+from harmonic_forecast.scaling import scale_windows, unscale
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.sparse_fit import PeriodSparseFit, SparseSkip
 from harmonic_forecast.spectral import rfft_features
@@ -65,6 +66,7 @@ from harmonic_forecast.wiener import WienerSkip
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_KINDS = ("sparse_gru", "wiener_gru", "seed_gru", "lstm", "seq2seq_gru")
+INPUT_SCALINGS = ("lookback", "none")  # "none": models saved before the scaling convention (read as trained)
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -80,6 +82,7 @@ class ModelConfig:
     detach_feedback: bool = True
     periods: tuple[int, int] = (10, 100)  # sparse_gru: the integer period grid of its sparse fit (half-open)
     sparse_iterations: int = 16  # sparse_gru: EM updates of the sparse fit per window
+    input_scaling: str = "lookback"  # "lookback": scale each window by its own lookback inside the model (see below)
 
     def __post_init__(self) -> None:
         require_choice("model.kind", self.kind, MODEL_KINDS)
@@ -93,6 +96,7 @@ class ModelConfig:
             raise ConfigError(f"model.periods: need 2 <= low < high (half-open), got ({low}, {high})")
         object.__setattr__(self, "periods", (low, high))
         require_int("model.sparse_iterations", self.sparse_iterations, minimum=1)
+        require_choice("model.input_scaling", self.input_scaling, INPUT_SCALINGS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -121,9 +125,31 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
 
+    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+        """Forecast ``[B, horizon]`` float32 of lookback windows ``[B, lookback]`` in any units.
+
+        With ``input_scaling = "lookback"`` each window is scaled by its own lookback
+        (:mod:`harmonic_forecast.scaling`), forecast by :meth:`forecast_scaled` and mapped back, so
+        ``forward(a·x + b) == a·forward(x) + b`` for ``a > 0`` up to float32 rounding.
+        """
+        if self.config.input_scaling == "none":
+            return self.forecast_scaled(lookback).float()
+        (scaled,) = scale_windows(lookback)
+        return unscale(self.forecast_scaled(scaled.float()), lookback).float()
+
+    def forecast_scaled(self, lookback: torch.Tensor) -> torch.Tensor:
+        """The model proper: forecast ``[B, horizon]`` of scaled windows ``[B, lookback]``."""
+        raise NotImplementedError
+
     def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
-        """The training objective; by default ``loss`` of the free-running forecast."""
-        return loss(self(lookback).float(), target)
+        """The training objective on windows scaled by their lookback (target included): units never matter."""
+        if self.config.input_scaling == "lookback":
+            lookback, target = (values.float() for values in scale_windows(lookback, target))
+        return self.training_loss_scaled(lookback, target, loss)
+
+    def training_loss_scaled(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+        """The objective on scaled windows; by default ``loss`` of the free-running forecast."""
+        return loss(self.forecast_scaled(lookback).float(), target)
 
     def fit_to_data(self, spec: SignalSpec, seed: int) -> None:
         """Closed-form parts fitted from the stream before training; none by default."""
@@ -161,6 +187,7 @@ def read_model_config(directory: Path) -> ModelConfig:
         raise ConfigError(f"{directory / CONFIG_FILE}: cannot read model config ({error})") from None
     if not isinstance(values, dict) or values.get("model_type") not in MODEL_KINDS:
         raise ConfigError(f"{directory / CONFIG_FILE}: not a model config of kind {', '.join(MODEL_KINDS)}")
+    values.setdefault("input_scaling", "none")  # saved before the scaling convention: read as trained
     return ModelConfig.from_dict({"kind": values.pop("model_type"), **values})
 
 
@@ -193,8 +220,9 @@ class WienerGRUForecaster(Forecaster):
         return WienerSkip(config.lookback, config.horizon)
 
     def fit_to_data(self, spec: SignalSpec, seed: int) -> None:
-        """Fit the skip path on signals of ``spec`` (see :meth:`WienerSkip.fit`)."""
-        self.skip.fit(spec.replace(lookback=self.config.lookback, horizon=self.config.horizon), seed)
+        """Fit the skip path on signals of ``spec``, scaled as the model scales them (see :meth:`WienerSkip.fit`)."""
+        spec = spec.replace(lookback=self.config.lookback, horizon=self.config.horizon)
+        self.skip.fit(spec, seed, scaled=self.config.input_scaling == "lookback")
 
     def _forecast(self, lookback: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forecast, skip forecast and residual scale, all float64 ``[B, H]``, ``[B, H]``, ``[B, 1]``."""
@@ -212,10 +240,10 @@ class WienerGRUForecaster(Forecaster):
             value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
         return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1)), skip, scale
 
-    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+    def forecast_scaled(self, lookback: torch.Tensor) -> torch.Tensor:
         return self._forecast(lookback)[0].float()
 
-    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+    def training_loss_scaled(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """``loss`` of the forecast's residual over the skip path, in units of the skip path's expected error."""
         forecast, skip, scale = self._forecast(lookback)
         return loss(((forecast - skip) / scale).float(), ((target.double() - skip) / scale).float())
@@ -226,7 +254,8 @@ class SparseGRUForecaster(WienerGRUForecaster):
 
     @staticmethod
     def _skip_path(config: ModelConfig) -> WienerSkip | SparseSkip:
-        return SparseSkip(config.lookback, config.horizon, config.periods, config.sparse_iterations)
+        constant = config.input_scaling == "lookback"  # a centred window carries the negated mean as a level
+        return SparseSkip(config.lookback, config.horizon, config.periods, config.sparse_iterations, constant)
 
     def fit_to_data(self, spec: SignalSpec, seed: int) -> None:
         """Refuse signals whose periods the grid does not cover, then fit (see :meth:`SparseSkip.fit`)."""
@@ -261,7 +290,7 @@ class SeedGRUForecaster(Forecaster):
             nn.Linear(config.hidden // 4, 1),
         )
 
-    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+    def forecast_scaled(self, lookback: torch.Tensor) -> torch.Tensor:
         amplitude, phase = rfft_features(lookback)
         hidden = self.encoder(torch.cat([lookback, amplitude, phase], dim=-1))
         value = lookback[:, -1:]
@@ -282,7 +311,7 @@ class LSTMForecaster(Forecaster):
         self.lstm = nn.LSTM(1, config.hidden, batch_first=True)
         self.readout = nn.Linear(config.hidden, 1)
 
-    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+    def forecast_scaled(self, lookback: torch.Tensor) -> torch.Tensor:
         output, state = self.lstm(lookback.unsqueeze(-1))
         value = self.readout(output[:, -1])
         outputs = [value]
@@ -293,7 +322,7 @@ class LSTMForecaster(Forecaster):
             outputs.append(value)
         return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1))
 
-    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+    def training_loss_scaled(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """Plain MSE of next-step predictions over the whole signal (the notebook's objective)."""
         signal = torch.cat([lookback, target], dim=-1)
         output, _ = self.lstm(signal[:, :-1].unsqueeze(-1))
@@ -324,10 +353,10 @@ class Seq2SeqGRUForecaster(Forecaster):
             value = prediction.detach() if self.config.detach_feedback else prediction
         return torch.cat(outputs, dim=-1)
 
-    def forward(self, lookback: torch.Tensor) -> torch.Tensor:
+    def forecast_scaled(self, lookback: torch.Tensor) -> torch.Tensor:
         return nan_where_nonfinite(lookback, self._decode(self._encode(lookback), None, lookback[:, -1:]))
 
-    def training_loss(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
+    def training_loss_scaled(self, lookback: torch.Tensor, target: torch.Tensor, loss: Loss) -> torch.Tensor:
         """``loss`` of the teacher-forced decoder: step t is fed the true value of step t - 1."""
         fed = torch.cat([lookback[:, -1:], target[:, :-1]], dim=-1)
         inputs = list(fed.split(1, dim=-1))
@@ -365,7 +394,8 @@ def flops_per_sample(config: ModelConfig, training: bool = True) -> float:
         network = encoder + horizon * (2 * 3 * hidden * (2 + hidden) + head)
         skip = 2 * lookback * (2 * lookback + horizon)
         if config.kind == "sparse_gru":
-            skip += PeriodSparseFit(lookback, horizon, config.periods, config.sparse_iterations).flops()
+            constant = config.input_scaling == "lookback"
+            skip += PeriodSparseFit(lookback, horizon, config.periods, config.sparse_iterations, constant).flops()
         unused_input_gradient = 2 * (spectral + 1 + horizon) * width  # the features carry no gradient
         return float((3 * network - unused_input_gradient if training else network) + skip)
     if config.kind == "seed_gru":

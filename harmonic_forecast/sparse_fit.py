@@ -36,13 +36,18 @@ class PeriodSparseFit(nn.Module):
     Everything is derived from ``(lookback, horizon, periods)`` at construction, in non-persistent buffers.
     """
 
-    def __init__(self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int) -> None:
+    def __init__(
+        self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int, constant: bool = False
+    ) -> None:
         super().__init__()
         self.iterations = iterations
         t = torch.arange(lookback + horizon, dtype=torch.float64)
         period = torch.arange(periods[0], periods[1], dtype=torch.float64)[:, None]
         angle = torch.remainder(t, period) * (2 * math.pi) / period
         atoms = torch.stack([angle.sin(), angle.cos()], dim=1)  # [P, 2, L + H]
+        if constant:  # one more group: a level (a window centred on its mean holds minus that mean), paired with 0
+            level = torch.stack([torch.ones_like(t), torch.zeros_like(t)])[None]
+            atoms = torch.cat([atoms, level])
         u, singular, _ = torch.linalg.svd(atoms[..., :lookback].reshape(-1, lookback).mT, full_matrices=False)
         rank = int((singular > SINGULAR_CUTOFF * singular[0]).sum())
         projection = u[:, :rank]  # [L, r]
@@ -95,10 +100,12 @@ class SparseSkip(nn.Module):
     finite. :meth:`fit` fits the Wiener path and calibrates this path's own expected error against ``s²``.
     """
 
-    def __init__(self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int) -> None:
+    def __init__(
+        self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int, constant: bool = False
+    ) -> None:
         super().__init__()
         self.wiener = WienerSkip(lookback, horizon)
-        self.sparse = PeriodSparseFit(lookback, horizon, periods, iterations)
+        self.sparse = PeriodSparseFit(lookback, horizon, periods, iterations, constant)
         self.register_buffer("error_knots", ERROR_KNOTS.clone(), persistent=False)
         self.register_buffer("expected_errors", torch.ones_like(ERROR_KNOTS))
 
@@ -113,8 +120,9 @@ class SparseSkip(nn.Module):
         return interpolate_error(self.error_knots, self.expected_errors, variance)
 
     @torch.no_grad()
-    def fit(self, spec: SignalSpec, seed: int) -> None:
+    def fit(self, spec: SignalSpec, seed: int, scaled: bool = False) -> None:
         """Fit the Wiener path (see :meth:`WienerSkip.fit`) and calibrate the sparse forecast's error."""
-        self.wiener.fit(spec, seed)
+        self.wiener.fit(spec, seed, scaled=scaled)
         device = self.expected_errors.device
-        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 512))
+        errors = calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 512, scaled=scaled)
+        self.expected_errors.copy_(errors)

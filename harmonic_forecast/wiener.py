@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from harmonic_forecast.scaling import scale_windows
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import HarmonicStream
 
@@ -64,11 +65,13 @@ class WienerSkip(nn.Module):
         return interpolate_error(self.error_knots, self.expected_errors, variance)
 
     @torch.no_grad()
-    def fit(self, spec: SignalSpec, seed: int, batches: int = 8, batch_size: int = 8192) -> None:
+    def fit(self, spec: SignalSpec, seed: int, batches: int = 8, batch_size: int = 8192, scaled: bool = False) -> None:
         """Fit the maps on ``batches`` clean training batches of ``spec`` and calibrate the error.
 
         The moments are accumulated in float64 on the module's device; the result is a pure
         function of ``(spec, seed)``, so every rank of a distributed run fits the same skip path.
+        With ``scaled`` the windows are first scaled by their lookback (:func:`scale_windows`), as a
+        model with ``input_scaling = "lookback"`` will feed them.
         """
         device = self.eigenvalues.device
         clean = spec.replace(noise=0.0)
@@ -77,13 +80,17 @@ class WienerSkip(nn.Module):
         cross = torch.zeros_like(self.projected_cross)
         for index in range(batches):
             lookback, target = stream.batch(index)
+            if scaled:
+                lookback, target = scale_windows(lookback, target)
             gram.addmm_(lookback.double().mT, lookback.double())
             cross.addmm_(lookback.double().mT, target.double())
         eigenvalues, eigenvectors = torch.linalg.eigh(gram / (batches * batch_size))
         self.eigenvalues.copy_(eigenvalues.clamp_min(0.0))
         self.eigenvectors.copy_(eigenvectors)
         self.projected_cross.copy_(eigenvectors.mT @ (cross / (batches * batch_size)))
-        self.expected_errors.copy_(calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device))
+        self.expected_errors.copy_(
+            calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, scaled=scaled)
+        )
 
 
 def interpolate_error(knots: Tensor, errors: Tensor, variance: Tensor) -> Tensor:
@@ -107,16 +114,19 @@ def calibrate_error(
     seed: int,
     device: torch.device,
     per_level: int = 2048,
+    scaled: bool = False,
 ) -> Tensor:
     """Expected MSE of a skip path per ``log s²`` knot, a Gaussian-kernel average over validation windows.
 
-    The windows are ``per_level`` signals of ``spec`` at each of :data:`CALIBRATION_NOISE`; knots that no
-    window comes near take the value of the nearest knot that one does.
+    The windows are ``per_level`` signals of ``spec`` at each of :data:`CALIBRATION_NOISE` (scaled by their
+    lookback with ``scaled``); knots that no window comes near take the value of the nearest knot that one does.
     """
     noisy = spec.replace(noise=CALIBRATION_NOISE)
     batch_size = per_level * len(CALIBRATION_NOISE)
     validation = HarmonicStream(noisy, batch_size, seed, device, split="validation", rank=0, world_size=1)
     lookback, target = validation.batch(0)
+    if scaled:
+        lookback, target = (values.float() for values in scale_windows(lookback, target))
     forecast, variance = forecast_and_variance(lookback)
     error = (forecast - target.double()).square().mean(dim=-1)
     spacing = float(knots[1] - knots[0])

@@ -19,6 +19,7 @@ from harmonic_forecast.model import (
     build_model,
     flops_per_sample,
 )
+from harmonic_forecast.scaling import scale_windows
 from tests.device_recorder import DeviceRecorder
 
 
@@ -101,13 +102,13 @@ def test_lstm_objective_is_next_step_and_forecast_is_autoregressive() -> None:
     torch.manual_seed(0)
     model = LSTMForecaster(ModelConfig(kind="lstm", hidden=8))
     lookback, target = torch.randn(3, 100), torch.randn(3, 10)
-    signal = torch.cat([lookback, target], dim=1)
+    signal = torch.cat(scale_windows(lookback, target), dim=1).float()  # the objective reads scaled windows
     output, _ = model.lstm(signal[:, :-1].unsqueeze(-1))
     expected = mse(model.readout(output).squeeze(-1), signal[:, 1:])
     torch.testing.assert_close(model.training_loss(lookback, target, weighted_mse), expected)
-    forecast = model(lookback)
+    forecast = model.forecast_scaled(lookback)  # the model proper, on windows taken as already scaled
     extended = torch.cat([lookback, forecast[:, :1]], dim=1)
-    torch.testing.assert_close(model(extended)[:, 0], forecast[:, 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.forecast_scaled(extended)[:, 0], forecast[:, 1], atol=1e-5, rtol=0)
 
 
 def test_seq2seq_teacher_forcing_uses_the_true_previous_values() -> None:
