@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) "$(TORCH_CPU)"
 	$(PIP_INSTALL) --no-build-isolation "$(DEEPSPEED)" "transformers>=4.46"
-	$(PIP_INSTALL) -e ".[dev]"
+	$(PIP_INSTALL) -e ".[dev,real]"
 	touch $@
 
 # GPU tests need a CUDA device: CI deselects them; benchmarks/gpu_check.sh runs them on a GPU machine.

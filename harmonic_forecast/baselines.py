@@ -100,12 +100,19 @@ def seasonal_period(lookback: Tensor, min_period: int = 2) -> Tensor:
     return lags[autocorrelation.argmax(dim=1)]
 
 
-def seasonal_naive(lookback: Tensor, horizon: int, min_period: int = 2) -> Tensor:
-    """Repeat the last ``p`` samples, ``p`` from :func:`seasonal_period`: ``forecast[h] = x[L - p + h mod p]``."""
+def seasonal_naive(lookback: Tensor, horizon: int, min_period: int = 2, period: int | None = None) -> Tensor:
+    """Repeat the last ``p`` samples: ``forecast[h] = x[L - p + h mod p]``, ``[N, H]`` float32.
+
+    ``p`` is ``period`` when given (the same for every row, e.g. 12 for monthly data; 1 is :func:`naive`),
+    otherwise per row from :func:`seasonal_period`. Raises :class:`ConfigError` for ``period`` outside ``[1, L]``.
+    """
     horizon = require_int("horizon", horizon, minimum=1)
-    period = seasonal_period(lookback, min_period)[:, None]
+    if period is None:
+        period = seasonal_period(lookback, min_period)[:, None]
+    else:
+        period = require_int("period", period, minimum=1, maximum=_check_lookback(lookback))
     steps = torch.arange(horizon, device=lookback.device)
-    index = lookback.shape[1] - period + steps % period
+    index = (lookback.shape[1] - period + steps % period).expand(lookback.shape[0], horizon)
     return lookback.gather(1, index).float()
 
 
@@ -149,6 +156,69 @@ def choose_ar_order(
         raise ConfigError("orders: need at least one AR order")
     errors = {order: mse(autoregressive(lookback, target.shape[1], order, ridge), target) for order in orders}
     return min(errors, key=errors.__getitem__)
+
+
+BACKTEST_AR_ORDERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+BACKTEST_FOLDS = 3
+
+
+def backtest_ar_orders(
+    lookback: Tensor,
+    horizon: int,
+    orders: Sequence[int] = BACKTEST_AR_ORDERS,
+    folds: int = BACKTEST_FOLDS,
+    ridge: float = AR_RIDGE,
+) -> Tensor:
+    """Per window, the order in ``orders`` whose AR forecast best backtests inside the lookback, ``[N]`` int64.
+
+    A rolling-origin backtest inside each window ``[N, L]`` (Hyndman & Athanasopoulos, *Forecasting:
+    Principles and Practice*, 3rd ed., §5.10): for ``k = 1 .. folds`` and every candidate order,
+    :func:`autoregressive` is fitted on the first ``L - k * horizon`` samples and scored (squared error) on
+    forecasting the next ``horizon``; the order of least total error wins, ties to the lower order, and a
+    non-finite backtest loses. ``folds = 1`` scores only the last ``horizon`` samples of the lookback, which
+    on a random walk picks nearly any order; three folds favour the low orders. Batched over windows (one
+    fit per order and fold). Raises :class:`ConfigError` for no orders, or an order too high for the
+    shortest fit (``L - folds * horizon - order < order + 1`` equations).
+    """
+    length = _check_lookback(lookback, minimum=2)
+    horizon = require_int("horizon", horizon, minimum=1)
+    folds = require_int("folds", folds, minimum=1)
+    orders = sorted({require_int("orders", order, minimum=1) for order in orders})
+    if not orders:
+        raise ConfigError("orders: need at least one AR order")
+    shortest = length - folds * horizon
+    if shortest - orders[-1] < orders[-1] + 1:
+        raise ConfigError(f"orders: order {orders[-1]} is too high to fit on {shortest} samples")
+    x = lookback.double()
+    errors = x.new_zeros(x.shape[0], len(orders))
+    for fold in range(1, folds + 1):
+        cut = length - fold * horizon
+        truth = x[:, cut : cut + horizon]
+        for column, order in enumerate(orders):
+            forecast = autoregressive(x[:, :cut], horizon, order, ridge).double()
+            errors[:, column] += (forecast - truth).square().sum(dim=1)
+    errors = torch.where(errors.isfinite(), errors, torch.inf)
+    return torch.tensor(orders, device=lookback.device)[errors.argmin(dim=1)]
+
+
+def backtest_autoregressive(
+    lookback: Tensor,
+    horizon: int,
+    orders: Sequence[int] = BACKTEST_AR_ORDERS,
+    folds: int = BACKTEST_FOLDS,
+    ridge: float = AR_RIDGE,
+) -> Tensor:
+    """Per-window AR with the order chosen by :func:`backtest_ar_orders`, refitted on the whole lookback.
+
+    ``lookback`` ``[N, L]`` (float, any device) -> ``[N, horizon]`` float32 on the same device. Exact on a sum
+    of ``K`` sinusoids when ``2K`` is among ``orders``. Raises :class:`ConfigError` as :func:`backtest_ar_orders`.
+    """
+    chosen = backtest_ar_orders(lookback, horizon, orders, folds, ridge)
+    forecast = torch.empty(lookback.shape[0], horizon, dtype=torch.float32, device=lookback.device)
+    for order in chosen.unique().tolist():
+        rows = chosen == order
+        forecast[rows] = autoregressive(lookback[rows], horizon, order, ridge)
+    return forecast
 
 
 class _LinearForecaster:

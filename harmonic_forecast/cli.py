@@ -14,6 +14,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from harmonic_forecast.config import ConfigError
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import SPLITS, HarmonicStream
+
+if TYPE_CHECKING:
+    from harmonic_forecast.forecast import HarmonicForecaster
 
 EXIT_BAD_INPUT = 2
 
@@ -151,31 +155,75 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Score a model and the baselines on the fixed test sets; write JSON, markdown and plots."""
-    from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, results_table, write_results
+    """Score a model and the baselines on a suite's test sets or real series; write JSON, markdown and plots."""
+    from harmonic_forecast.evaluate import (
+        SUITES,
+        EvaluationSettings,
+        evaluate,
+        results_table,
+        robustness_table,
+        write_results,
+    )
     from harmonic_forecast.forecast import load_forecaster, resolve_model_directory
     from harmonic_forecast.plots import plot_error_by_step, plot_forecasts
     from harmonic_forecast.stream import HarmonicStream
     from harmonic_forecast.telemetry import make_console
 
-    if args.signals < 1 or args.fit_batches < 1:
-        raise ConfigError("--signals and --fit-batches: must be >= 1")
+    if args.signals < 1 or args.fit_batches < 1 or args.stride < 1:
+        raise ConfigError("--signals, --fit-batches and --stride: must be >= 1")
     source = resolve_model_directory(args.checkpoint)
     forecaster = load_forecaster(source, device=args.device)
-    settings = EvaluationSettings(signals=args.signals, fit_batches=args.fit_batches)
-    results = evaluate(forecaster, settings)
-    output_dir = Path(args.output_dir or source / "evaluation")
-    console = make_console()
-    console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
     label = "the shipped pretrained model" if args.checkpoint is None else str(source)
+    console = make_console()
+    if args.suite == "real":
+        return _evaluate_real(args, forecaster, source, label)
+    if args.suite not in SUITES:
+        raise ConfigError(f"--suite: expected one of {', '.join([*SUITES, 'real'])}, got {args.suite!r}")
+    settings = EvaluationSettings(signals=args.signals, fit_batches=args.fit_batches)
+    results = evaluate(forecaster, settings, suite=args.suite)
+    output_dir = Path(args.output_dir or source / "evaluation")
+    console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
+    console.print(robustness_table(results))
     written = write_results(results, output_dir, label)
     per_step = {name: {k: v["mse_per_step"] for k, v in scores.items()} for name, scores in results.items()}
     written.append(plot_error_by_step(per_step, output_dir / "error_by_step.png"))
-    spec = evaluation_sets(forecaster.lookback, forecaster.horizon)["(3,45) clean"]
+    spec = SUITES[args.suite](forecaster.lookback, forecaster.horizon)
+    spec = spec.get("(3,45) clean", next(iter(spec.values())))
     lookback, target = HarmonicStream(spec, 8, seed=settings.seed, split="test").batch(0)
     written.append(
         plot_forecasts(lookback, target, {"model": forecaster.predict(lookback)}, output_dir / "forecasts.png")
     )
+    console.print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _evaluate_real(args: argparse.Namespace, forecaster: HarmonicForecaster, source: Path, label: str) -> int:
+    """The ``real`` suite: statsmodels' series, every window at ``--stride``; tables, JSON, markdown, a plot."""
+    from rich.table import Table
+
+    from harmonic_forecast.evaluate import results_table, robustness_table
+    from harmonic_forecast.plots import plot_series_forecasts
+    from harmonic_forecast.real_suite import RealSuiteSettings, evaluate_real, write_real
+    from harmonic_forecast.telemetry import make_console
+
+    settings = RealSuiteSettings(stride=args.stride, fit_batches=args.fit_batches)
+    report, examples = evaluate_real(forecaster, settings)
+    output_dir = Path(args.output_dir or source / "evaluation-real")
+    console = make_console()
+    results = report["results"]
+    console.print(results_table(results, "MSE of windows scaled by their lookback", row_label="series"))
+    console.print(results_table(results, "MASE (Hyndman & Koehler 2006)", metric="mase", row_label="series"))
+    summary = Table(title="Geometric mean over series, relative to seasonal naive")
+    summary.add_column("")
+    for name in report["aggregate"]:
+        summary.add_column(name, justify="right")
+    for metric in ("mse", "mase"):
+        values = [scores[f"gmean_relative_{metric}"] for scores in report["aggregate"].values()]
+        summary.add_row(f"relative {metric.upper()}", *(f"{value:.3f}" for value in values))
+    console.print(summary)
+    console.print(robustness_table(results, row_label="series"))
+    written = write_real(report, output_dir, label)
+    written.append(plot_series_forecasts(examples, output_dir / "forecasts.png", title=f"Forecasts of {label}"))
     console.print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -211,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
     assess.add_argument("--signals", type=int, default=4096, help="signals per test set")
     assess.add_argument("--fit-batches", type=int, default=16, help="4096-signal batches to fit the linear map")
-    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation")
+    assess.add_argument(
+        "--suite", default="synthetic", help="synthetic (fixed-seed stream test sets) or real (statsmodels' series)"
+    )
+    assess.add_argument("--stride", type=int, default=1, help="real suite: samples between window starts")
+    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation[-real]")
     assess.add_argument("--device", default="cpu")
     assess.set_defaults(run=_evaluate)
 

@@ -5,11 +5,20 @@ Test sets: bands (3,10), (3,20), (3,45), (40,46), each clean and with noise σ =
 stream's ``test`` split with a fixed seed, so every model is scored on the same signals. Every
 forecaster sees the same windows; the fitted baselines (linear map, AR order) are fitted on the
 ``train``/``validation`` splits of the same distribution, never on the test signals.
+
+A suite is a function ``(lookback, horizon) -> {name: SignalSpec}`` registered in :data:`SUITES`
+(today ``synthetic``; another, e.g. a distribution shift, is one more entry). The ``real`` suite, on
+series that ship with statsmodels, is :mod:`harmonic_forecast.real_suite`.
+
+Beside the errors, every forecaster gets robustness columns (:func:`robustness`): the share of windows
+where it is worse than naive, its largest excursion from the lookback's mean relative to the lookback's
+spread, and its count of windows with a non-finite forecast.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +26,8 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from harmonic_forecast.baselines import fit_baselines
+from harmonic_forecast.baselines import fit_baselines, naive
+from harmonic_forecast.config import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.signals import SignalSpec, set_label
 from harmonic_forecast.stream import HarmonicStream
@@ -48,6 +58,10 @@ def evaluation_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
     }
 
 
+SUITES: dict[str, Callable[[int, int], dict[str, SignalSpec]]] = {"synthetic": evaluation_sets}
+ROBUSTNESS = ("worse_than_naive", "max_excursion", "non_finite")
+
+
 def score(forecast: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
     """MSE per horizon step and averaged, and MAE."""
     error = forecast.double() - target.double()
@@ -58,18 +72,47 @@ def score(forecast: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def robustness(
+    forecast: torch.Tensor, lookback: torch.Tensor, target: torch.Tensor, naive_forecast: torch.Tensor
+) -> dict[str, Any]:
+    """The robustness columns of one forecaster on ``N`` windows (tensors ``[N, H]``, lookback ``[N, L]``).
+
+    ``worse_than_naive``: share of windows whose MSE exceeds ``naive_forecast``'s (a non-finite forecast
+    counts as worse); ``max_excursion``: the largest ``|forecast - mean(lookback)| / max|lookback - mean(lookback)|``
+    over the finite forecasts (a constant lookback divides by 1; a forecast within the lookback's range
+    stays under 2); ``non_finite``: the number of windows whose forecast holds a NaN or inf.
+    """
+    forecast, lookback, target, naive_forecast = (
+        x.detach().double().cpu() for x in (forecast, lookback, target, naive_forecast)
+    )
+    window_mse = (forecast - target).square().mean(dim=1)
+    naive_mse = (naive_forecast - target).square().mean(dim=1)
+    center = lookback.mean(dim=1, keepdim=True)
+    spread = (lookback - center).abs().amax(dim=1, keepdim=True)
+    excursion = ((forecast - center).abs() / torch.where(spread > 0, spread, 1.0))[forecast.isfinite()]
+    return {
+        "worse_than_naive": float((~(window_mse <= naive_mse)).double().mean()) if len(forecast) else 0.0,
+        "max_excursion": float(excursion.max()) if excursion.numel() else 0.0,
+        "non_finite": int((~forecast.isfinite()).any(dim=1).sum()),
+    }
+
+
 def evaluate(
     forecaster: HarmonicForecaster,
     settings: EvaluationSettings,
     others: dict[str, HarmonicForecaster] | None = None,
+    suite: str = "synthetic",
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Test set -> forecaster -> scores (``mse``, ``mae``, ``mse_per_step``, ``vs_naive``).
+    """Test set -> forecaster -> scores (``mse``, ``mae``, ``mse_per_step``, ``vs_naive`` and :data:`ROBUSTNESS`).
 
-    ``forecaster`` is scored as ``model``, each of ``others`` under its name, then the baselines.
+    ``forecaster`` is scored as ``model``, each of ``others`` under its name, then the baselines, on the test
+    sets of ``suite`` (a key of :data:`SUITES`; anything else raises :class:`ConfigError`).
     """
+    if suite not in SUITES:
+        raise ConfigError(f"suite: expected one of {', '.join(SUITES)}, got {suite!r}")
     results = {}
     models = {"model": forecaster} | (others or {})
-    for name, spec in evaluation_sets(forecaster.lookback, forecaster.horizon).items():
+    for name, spec in SUITES[suite](forecaster.lookback, forecaster.horizon).items():
         stream = HarmonicStream(spec, settings.signals, seed=settings.seed, split="test", device=forecaster.device)
         lookback, target = stream.batch(0)
         forecasters = {label: model.predict for label, model in models.items()} | fit_baselines(
@@ -79,7 +122,12 @@ def evaluate(
             batch_size=settings.fit_batch_size,
             device=forecaster.device,
         )
-        scores = {label: score(method(lookback), target) for label, method in forecasters.items()}
+        forecasts = {label: method(lookback) for label, method in forecasters.items()}
+        last_value = naive(lookback, spec.horizon)
+        scores = {
+            label: score(forecast, target) | robustness(forecast, lookback, target, last_value)
+            for label, forecast in forecasts.items()
+        }
         for values in scores.values():
             values["vs_naive"] = values["mse"] / scores["naive"]["mse"]
         results[name] = scores
@@ -90,30 +138,71 @@ def _names(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return list(next(iter(results.values())))
 
 
-def results_table(results: dict[str, dict[str, dict[str, Any]]], title: str) -> Table:
-    """Rich table: one row per test set, MSE of every forecaster (the best in bold)."""
+def _robustness_cell(values: dict[str, Any]) -> str:
+    return f"{values['worse_than_naive']:.0%} · {values['max_excursion']:.2g} · {values['non_finite']}"
+
+
+ROBUSTNESS_LEGEND = (
+    "Robustness per forecaster: share of windows worse than naive (per-window MSE) · largest "
+    "|forecast − lookback mean| / max |lookback − its mean| · windows with a non-finite forecast"
+)
+
+
+def results_table(
+    results: dict[str, dict[str, dict[str, Any]]], title: str, metric: str = "mse", row_label: str = "test set"
+) -> Table:
+    """Rich table: one row per test set, ``metric`` of every forecaster (the best in bold)."""
     table = Table(title=title)
-    table.add_column("test set")
+    table.add_column(row_label)
     for name in _names(results):
         table.add_column(name, justify="right")
     for test_set, scores in results.items():
-        best = min(scores, key=lambda label: scores[label]["mse"])
-        cells = [f"[bold]{v['mse']:.2e}[/bold]" if k == best else f"{v['mse']:.2e}" for k, v in scores.items()]
+        best = min(scores, key=lambda label: scores[label][metric])
+        cells = [f"[bold]{v[metric]:.2e}[/bold]" if k == best else f"{v[metric]:.2e}" for k, v in scores.items()]
         table.add_row(test_set, *cells)
     return table
 
 
-def results_markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The same table in markdown (MSE; the best of each row in bold), then the model's MAE and ratio to naive."""
-    names = _names(results)
-    lines = ["| test set | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+def robustness_table(results: dict[str, dict[str, dict[str, Any]]], row_label: str = "test set") -> Table:
+    """Rich table of the robustness columns: one row per test set, one cell per forecaster."""
+    table = Table(title=ROBUSTNESS_LEGEND)
+    table.add_column(row_label)
+    for name in _names(results):
+        table.add_column(name, justify="right")
     for test_set, scores in results.items():
-        best = min(scores, key=lambda label: scores[label]["mse"])
-        cells = [f"**{scores[k]['mse']:.2e}**" if k == best else f"{scores[k]['mse']:.2e}" for k in names]
+        table.add_row(test_set, *(_robustness_cell(values) for values in scores.values()))
+    return table
+
+
+def metric_markdown(
+    results: dict[str, dict[str, dict[str, Any]]], metric: str = "mse", row_label: str = "test set"
+) -> list[str]:
+    """Markdown lines: one row per test set, ``metric`` of every forecaster, the best of each row in bold."""
+    names = _names(results)
+    lines = [f"| {row_label} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for test_set, scores in results.items():
+        best = min(scores, key=lambda label: scores[label][metric])
+        cells = [f"**{scores[k][metric]:.2e}**" if k == best else f"{scores[k][metric]:.2e}" for k in names]
         lines.append(f"| {test_set} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def robustness_markdown(results: dict[str, dict[str, dict[str, Any]]], row_label: str = "test set") -> list[str]:
+    """Markdown lines: the legend, then the robustness cells of every forecaster per test set."""
+    names = _names(results)
+    lines = [ROBUSTNESS_LEGEND, "", f"| {row_label} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for test_set, scores in results.items():
+        lines.append(f"| {test_set} | " + " | ".join(_robustness_cell(scores[k]) for k in names) + " |")
+    return lines
+
+
+def results_markdown(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """MSE per test set (the best of each row in bold), the model's MAE and ratio to naive, then robustness."""
+    lines = metric_markdown(results)
     lines += ["", "| test set | model MAE | model MSE / naive MSE |", "|---|---|---|"]
     for test_set, scores in results.items():
         lines.append(f"| {test_set} | {scores['model']['mae']:.3e} | {scores['model']['vs_naive']:.3e} |")
+    lines += ["", *robustness_markdown(results)]
     return "\n".join(lines) + "\n"
 
 

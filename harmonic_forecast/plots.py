@@ -155,6 +155,43 @@ def plot_error_by_step(
     return _save(figure, path)
 
 
+def plot_series_forecasts(
+    examples: dict[str, tuple[Any, Any, dict[str, Any]]],
+    path: str | Path,
+    title: str = "Forecasts on real series",
+) -> Path:
+    """A grid: one row per series, one panel per example window, each forecaster's forecast over the target.
+
+    ``examples`` maps a series name to (lookback ``[n, L]``, target ``[n, H]``, {forecaster: forecast ``[n, H]``}),
+    arrays in the series' own units (as :func:`harmonic_forecast.real_suite.evaluate_real` returns them).
+    """
+    if not examples:
+        raise ConfigError("plot_series_forecasts: no series to plot")
+    columns = max(len(lookback) for lookback, _, _ in examples.values())
+    names = list(dict.fromkeys(name for _, _, forecasts in examples.values() for name in forecasts))
+    figure = Figure(figsize=(5 * columns, 2.4 * len(examples) + 1), dpi=DPI, layout="constrained")
+    figure.suptitle(title)
+    axes = figure.subplots(len(examples), columns, squeeze=False)
+    for row, (series, (lookback, target, forecasts)) in enumerate(examples.items()):
+        for column in range(columns):
+            panel = axes[row, column]
+            if column >= len(lookback):
+                panel.set_axis_off()
+                continue
+            window, horizon = len(lookback[column]), len(target[column])
+            steps = torch.arange(window + horizon)
+            history = torch.cat([torch.as_tensor(lookback[column]), torch.as_tensor(target[column])])
+            panel.axvspan(-0.5, window - 0.5, color="grey", alpha=0.2)
+            panel.plot(steps, history, color=SIGNAL_COLOR, lw=1, label="series")
+            for name, forecast in forecasts.items():
+                values = torch.as_tensor(forecast[column])
+                panel.plot(steps[window:], values, "o-", ms=2, lw=1, color=_color(names.index(name)), label=name)
+            panel.set_xlim(window - 3 * horizon, window + horizon)
+            panel.set_title(f"{series}, window {column}", fontsize=9)
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=1 + len(names))
+    return _save(figure, path)
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file, in order; :class:`ConfigError` if unreadable, empty or not JSON."""
     path = Path(path)

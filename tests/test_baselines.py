@@ -14,6 +14,8 @@ from harmonic_forecast.baselines import (
     LinearMap,
     PeriodDictionary,
     autoregressive,
+    backtest_ar_orders,
+    backtest_autoregressive,
     choose_ar_order,
     dft_extrapolation,
     fit_baselines,
@@ -125,6 +127,34 @@ def test_choose_ar_order() -> None:
     assert choose_ar_order(lookback, target, orders=(2, 4, 6, 8, 10)) >= 6
     lookback, _, realised = ar2_processes(64, noise=1e-3)
     assert choose_ar_order(lookback, realised, orders=(1, 2)) == 2
+
+
+def test_backtested_ar_is_exact_on_sums_of_sinusoids() -> None:
+    # Three sinusoids obey an AR(6) recursion; 6 is a candidate, so the backtest finds an exact order.
+    lookback, target = sinusoids(32, [12, 20, 37])
+    assert (backtest_ar_orders(lookback, HORIZON) >= 6).all()
+    torch.testing.assert_close(backtest_autoregressive(lookback, HORIZON), target, atol=1e-4, rtol=0)
+
+
+def test_backtested_ar_picks_a_low_order_on_random_walks() -> None:
+    generator = torch.Generator().manual_seed(0)
+    walks = torch.randn(256, LOOKBACK, generator=generator, dtype=torch.float64).cumsum(dim=1)
+    orders = backtest_ar_orders(walks, HORIZON)
+    assert orders.float().median() <= 4
+    forecast = backtest_autoregressive(walks, HORIZON)
+    assert forecast.shape == (256, HORIZON) and forecast.dtype == torch.float32 and forecast.isfinite().all()
+
+
+def test_seasonal_naive_with_a_given_period() -> None:
+    lookback = torch.arange(2 * LOOKBACK, dtype=torch.float32).reshape(2, LOOKBACK)
+    forecast = seasonal_naive(lookback, 14, period=12)
+    torch.testing.assert_close(forecast[:, :12], lookback[:, -12:])
+    torch.testing.assert_close(forecast[:, 12:], lookback[:, -12:-10])
+    torch.testing.assert_close(seasonal_naive(lookback, 3, period=1), naive(lookback, 3))
+    with pytest.raises(ConfigError, match="period"):
+        seasonal_naive(lookback, 3, period=LOOKBACK + 1)
+    with pytest.raises(ConfigError, match="orders"):
+        backtest_ar_orders(lookback, HORIZON, orders=(50,))
 
 
 def test_linear_map_recovers_a_linear_map_across_batches() -> None:

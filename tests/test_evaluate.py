@@ -10,7 +10,8 @@ import torch
 
 from harmonic_forecast import load_forecaster
 from harmonic_forecast.cli import main
-from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, score
+from harmonic_forecast.config import ConfigError
+from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, robustness, score
 
 BASELINES = {"naive", "seasonal_naive", "dft", "ar", "linear_map", "period_dictionary"}
 
@@ -28,6 +29,22 @@ def test_score() -> None:
     result = score(forecast, target)
     assert result["mse"] == pytest.approx(1.0) and result["mae"] == pytest.approx(4 / 6)
     assert result["mse_per_step"] == pytest.approx([1.0, 2.0, 0.0])
+
+
+def test_robustness() -> None:
+    lookback = torch.tensor([[0.0, 2.0], [1.0, 1.0], [0.0, 1.0]])  # means 1, 1, 0.5; spreads 1, 0 (-> 1), 0.5
+    target = torch.zeros(3, 2)
+    naive_forecast = lookback[:, -1:].expand(3, 2)
+    forecast = torch.tensor([[4.0, 0.0], [1.0, 1.0], [float("nan"), 0.0]])
+    result = robustness(forecast, lookback, target, naive_forecast)
+    assert result["worse_than_naive"] == pytest.approx(2 / 3)  # row 0: 8 > 4; row 1: a tie; row 2: non-finite
+    assert result["max_excursion"] == pytest.approx(3.0)  # |4 - 1| / 1
+    assert result["non_finite"] == 1
+
+
+def test_unknown_suite_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="suite"):
+        evaluate(load_forecaster(), EvaluationSettings(signals=8, fit_batches=1), suite="shift")
 
 
 def test_same_signals_for_every_forecaster_and_every_run() -> None:
@@ -49,10 +66,16 @@ def test_evaluate_command_on_the_pretrained_model(tmp_path: Path) -> None:
         assert set(scores) == {"model", *BASELINES}
         assert scores["naive"]["vs_naive"] == 1.0
         assert all(len(s["mse_per_step"]) == 10 and s["mae"] > 0 for s in scores.values())
+        assert scores["naive"]["worse_than_naive"] == 0.0  # the robustness columns, for every forecaster
+        for values in scores.values():
+            assert 0.0 <= values["worse_than_naive"] <= 1.0 and values["max_excursion"] >= 0
+            assert isinstance(values["non_finite"], int)
+        assert scores["model"]["non_finite"] == 0
     clean = results["(3,10) clean"]
     assert clean["model"]["mse"] < 0.5 * clean["naive"]["mse"]  # the shipped model has learnt something
     assert clean["linear_map"]["mse"] < 1e-4  # and the linear baselines are reported, strong as they are
     markdown = (tmp_path / "evaluation.md").read_text()
     assert "| (40,46) σ=0.1 |" in markdown and "linear_map" in markdown
+    assert "Robustness per forecaster" in markdown and "% · " in markdown
     for picture in ("error_by_step.png", "forecasts.png"):
         assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
