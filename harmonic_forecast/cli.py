@@ -181,7 +181,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--suite: expected one of {', '.join([*SUITES, 'real'])}, got {args.suite!r}")
     settings = EvaluationSettings(signals=args.signals, fit_batches=args.fit_batches)
     results = evaluate(forecaster, settings, suite=args.suite)
-    output_dir = Path(args.output_dir or source / "evaluation")
+    output_dir = Path(
+        args.output_dir or source / ("evaluation" if args.suite == "synthetic" else f"evaluation-{args.suite}")
+    )
     console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
     console.print(robustness_table(results))
     written = write_results(results, output_dir, label)
@@ -260,10 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--signals", type=int, default=4096, help="signals per test set")
     assess.add_argument("--fit-batches", type=int, default=16, help="4096-signal batches to fit the linear map")
     assess.add_argument(
-        "--suite", default="synthetic", help="synthetic (fixed-seed stream test sets) or real (statsmodels' series)"
+        "--suite",
+        default="synthetic",
+        help="synthetic (the training distribution), shift (families off it) or real (statsmodels' series)",
     )
     assess.add_argument("--stride", type=int, default=1, help="real suite: samples between window starts")
-    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation[-real]")
+    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation[-shift|-real]")
     assess.add_argument("--device", default="cpu")
     assess.set_defaults(run=_evaluate)
 

@@ -1,24 +1,20 @@
 """Score a model against the classical baselines on fixed-seed test sets.
 
-Test sets: bands (3,10), (3,20), (3,45), (40,46), each clean and with noise σ = 0.1, plus (3,45) at
-σ = 0.03 and 0.3 (one model has to serve every noise level), drawn from the
-stream's ``test`` split with a fixed seed, so every model is scored on the same signals. Every
-forecaster sees the same windows; the fitted baselines (linear map, AR order) are fitted on the
-``train``/``validation`` splits of the same distribution, never on the test signals.
-
-A suite is a function ``(lookback, horizon) -> {name: SignalSpec}`` registered in :data:`SUITES`
-(today ``synthetic``; another, e.g. a distribution shift, is one more entry). The ``real`` suite, on
-series that ship with statsmodels, is :mod:`harmonic_forecast.real_suite`.
+The sets of a suite (:mod:`harmonic_forecast.suites`: ``synthetic``, the training distribution, and
+``shift``, one step outside it) are drawn from the stream's ``test`` split with a fixed seed, so every
+model is scored on the same signals. Every forecaster sees the same windows; the fitted baselines
+(linear map, AR order) are fitted on the ``train``/``validation`` splits of the same distribution,
+never on the test signals. The ``real`` suite, on series that ship with statsmodels, is
+:mod:`harmonic_forecast.real_suite`.
 
 Beside the errors, every forecaster gets robustness columns (:func:`robustness`): the share of windows
 where it is worse than naive, its largest excursion from the lookback's mean relative to the lookback's
-spread, and its count of windows with a non-finite forecast.
+largest deviation from it, and its count of windows with a non-finite forecast.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +25,9 @@ from rich.table import Table
 from harmonic_forecast.baselines import fit_baselines, naive
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
-from harmonic_forecast.signals import SignalSpec, set_label
 from harmonic_forecast.stream import HarmonicStream
+from harmonic_forecast.suites import SUITES, synthetic_sets
 
-TEST_BANDS = ((3, 10), (3, 20), (3, 45), (40, 46))
-NOISE_LEVELS = (0.0, 0.1)
-NOISE_SWEEP = ((3, 45), (0.03, 0.3))  # further noise levels, on the widest band
 TEST_SEED = 1234
 
 
@@ -48,17 +41,7 @@ class EvaluationSettings:
     seed: int = TEST_SEED
 
 
-def evaluation_sets(lookback: int, horizon: int) -> dict[str, SignalSpec]:
-    """Name -> spec of every test set, e.g. ``"(3,45) σ=0.1"``."""
-    bands = [(band, noise) for band in TEST_BANDS for noise in NOISE_LEVELS]
-    bands += [(NOISE_SWEEP[0], noise) for noise in NOISE_SWEEP[1]]
-    return {
-        set_label(band, noise): SignalSpec(lookback=lookback, horizon=horizon, components=band, noise=noise)
-        for band, noise in bands
-    }
-
-
-SUITES: dict[str, Callable[[int, int], dict[str, SignalSpec]]] = {"synthetic": evaluation_sets}
+evaluation_sets = synthetic_sets  # the default suite's sets, by their historical name
 ROBUSTNESS = ("worse_than_naive", "max_excursion", "non_finite")
 
 

@@ -12,6 +12,7 @@ from harmonic_forecast import load_forecaster
 from harmonic_forecast.cli import main
 from harmonic_forecast.config import ConfigError
 from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, robustness, score
+from harmonic_forecast.suites import SHIFT_FAMILIES, shift_sets
 
 BASELINES = {"naive", "seasonal_naive", "dft", "ar", "linear_map", "period_dictionary"}
 
@@ -44,7 +45,7 @@ def test_robustness() -> None:
 
 def test_unknown_suite_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="suite"):
-        evaluate(load_forecaster(), EvaluationSettings(signals=8, fit_batches=1), suite="shift")
+        evaluate(load_forecaster(), EvaluationSettings(signals=8, fit_batches=1), suite="drift")
 
 
 def test_same_signals_for_every_forecaster_and_every_run() -> None:
@@ -79,3 +80,24 @@ def test_evaluate_command_on_the_pretrained_model(tmp_path: Path) -> None:
     assert "Robustness per forecaster" in markdown and "% · " in markdown
     for picture in ("error_by_step.png", "forecasts.png"):
         assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shift_sets_cover_every_family_clean_and_noisy() -> None:
+    sets = shift_sets(100, 10)
+    for family in SHIFT_FAMILIES:
+        assert {f"{family} clean", f"{family} σ=0.1"} <= set(sets), family
+    assert sets["pure tone clean"].components == (1, 2) and not sets["pure tone clean"].integer_periods
+    assert sets["level + trend σ=0.1"].level == (-2.0, 2.0) and sets["level + trend σ=0.1"].noise == 0.1
+    assert sets["periods 2..10 clean"].periods == (2, 10)
+    assert {spec.noise_kind for spec in sets.values()} == {"gaussian", "laplace", "student_t", "ar1"}
+
+
+def test_evaluate_command_on_the_shift_suite(tmp_path: Path) -> None:
+    args = ["evaluate", "--suite", "shift", "--signals", "64", "--fit-batches", "1", "--output-dir", str(tmp_path)]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "evaluation.json").read_text())["results"]
+    assert list(results) == list(shift_sets(100, 10))
+    for scores in results.values():
+        assert set(scores) == {"model", *BASELINES}
+        assert all({"worse_than_naive", "max_excursion", "non_finite"} <= set(s) for s in scores.values())
+        assert scores["model"]["non_finite"] == 0
