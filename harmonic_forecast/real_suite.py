@@ -3,15 +3,15 @@
 Every window of ``lookback + horizon`` samples at a fixed ``stride`` (starts ``0, stride, ...``) of every
 series is forecast. The model goes through the user path, ``HarmonicForecaster.forecast(series, rolling=True)``
 in the series' raw units, one row per window (at a stride above 1, ``forecast(window)`` per window).
-The baselines see the same lookbacks scaled as the model
-scales them (centred on their mean, divided by their max |deviation|) and their forecasts are mapped back:
+The baselines see the same lookbacks scaled as the model scales them (:mod:`harmonic_forecast.scaling`:
+centred on their mean, divided by their standard deviation) and their forecasts are mapped back:
 naive, seasonal naive with the series' seasonal period, per-window AR with its order chosen by a backtest
 inside the lookback (:func:`~harmonic_forecast.baselines.backtest_autoregressive`), and the linear map
 fitted on the synthetic stream (components (3,45), noise σ = 0.1).
 
 Per series and forecaster:
 
-- ``mse``: MSE of the windows scaled by their lookback (``(x - mean(lookback)) / max|lookback - mean|``, a
+- ``mse``: MSE of the windows scaled by their lookback (``(x - mean(lookback)) / std(lookback)``, a
   constant lookback scaled by 1), over windows and horizon steps; ``mae``, ``mse_per_step`` likewise.
 - ``mase``: the mean absolute scaled error of Hyndman & Koehler (2006), "Another look at measures of forecast
   accuracy", Int. J. Forecasting 22(4): per window, the forecast's MAE over the horizon divided by the
@@ -45,8 +45,9 @@ from harmonic_forecast.evaluate import (
     robustness_markdown,
     score,
 )
-from harmonic_forecast.forecast import HarmonicForecaster, normalize_windows, series_windows
+from harmonic_forecast.forecast import HarmonicForecaster, series_windows
 from harmonic_forecast.real_series import RealSeries, load_real_series
+from harmonic_forecast.scaling import lookback_statistics, scale_windows
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import HarmonicStream
 
@@ -79,8 +80,10 @@ class RealWindows:
 def real_windows(series: RealSeries, lookback: int, horizon: int, stride: int) -> RealWindows:
     """Every window of ``series`` at ``stride``, scaled by its lookback (float64)."""
     windows = series_windows(series.values, lookback + horizon)[::stride]
-    scaled, center, scale = normalize_windows(windows[:, :lookback])
-    target = (windows[:, lookback:] - center) / scale
+    values = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    scaled, target = (x.numpy() for x in scale_windows(values[:, :lookback], values[:, lookback:]))
+    center, scale = (x.numpy() for x in lookback_statistics(values[:, :lookback]))
+    scale = np.where(scale > 0, scale, 1.0)
     return RealWindows(
         scaled, target, center, scale, np.arange(0, len(series.values) - lookback - horizon + 1)[::stride]
     )
