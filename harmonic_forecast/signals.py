@@ -14,11 +14,16 @@ component (amplitudes sum to 1), and is built in this order, for ``t = 0 .. look
 Integer periods without drift (or with linear drift, by a table stacked with its ramp-weighted
 copy) are rendered by one GEMM of a ``[B, 2 * #periods]`` coefficient
 matrix against a fixed sin/cos table, since ``a sin(wt + phi) = (a cos phi) sin wt + (a sin phi) cos wt``.
-Continuous periods and the 1 -> r -> 1 drift use a direct masked ``sin`` over ``[B, K, L]``, chunked to bound
-memory. Every random number comes from :mod:`harmonic_forecast.counter_rng`, so the signal with
-a given counter is the same whatever batch or device it is made in. The seed's draws keep their
-slots; the families' draws come from the same counters under derived keys (``key ^ salt``), so a
-spec without them gives bit-identical signals to earlier versions.
+Continuous periods and the 1 -> r -> 1 drift are rendered directly, without a ``sin`` per sample: with
+``t = s + r`` (block starts ``s``, offsets ``r < R = ceil(sqrt L)``) the angle-addition identity
+``sin(w s + phi + w r) = cos(w s + phi) sin(w r) + sin(w s + phi) cos(w r)`` needs the sines and
+cosines of about ``2 sqrt L`` exactly reduced angles per component, and the sum over components is one
+batched matmul (:func:`render_direct`).
+
+Every random number comes from :mod:`harmonic_forecast.counter_rng`, so the signal with a given counter
+is the same whatever batch or device it is made in. The seed's draws keep their slots; the families'
+draws come from the same counters under derived keys (``key ^ salt``), so a spec without them gives
+the same draws as earlier versions.
 
 A spec with ``families`` is a mixture: signal ``i`` of a stream (its global index) takes family
 ``f`` when ``i mod sum(weights)`` falls in ``f``'s block of ``weight`` residues, so every batch holds
@@ -408,32 +413,95 @@ def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
 
 
 def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 24) -> torch.Tensor:
-    """``[B, L]`` un-normalised signals by a masked ``sin`` over ``[B, K, L]``, in chunks of components.
+    """``[B, L]`` un-normalised signals for any periods and gains, by one batched matmul per chunk of rows.
 
-    The phase of ``t`` is reduced exactly with ``fmod(t, P)`` before scaling, so float32 keeps
-    about 1e-6 absolute accuracy for any period.
+    Time is split as ``t = s + r`` with block starts ``s = R q`` (``R = ceil(sqrt L)``) and offsets
+    ``r < R``, and the angle-addition identity ``sin(w s + phi + w r) = cos(w s + phi) sin(w r) +
+    sin(w s + phi) cos(w r)`` turns the ``[B, K, L]`` sines into sines and cosines of ``[B, L/R, K]``
+    and ``[B, R, K]`` angles (about ``4 sqrt L`` instead of ``L`` evaluations per component), summed
+    over components by ``torch.bmm`` of ``[B, L/R, n K]`` and ``[B, n K, R]``. Both angles are
+    reduced exactly with ``fmod`` of the integer time by the period before scaling (skipped when the
+    spec's periods exceed every such time, which gives the same bits), so float32 keeps about 1e-6
+    absolute accuracy for any period. A gain that is linear within a block, ``G + b r``, adds the
+    same products weighted by ``b r`` (see :func:`_block_gains`). Rows are chunked (never
+    components), so a row's bits do not depend on the batch it is made in.
     """
     batch, slots = harmonics.period.shape
-    t = torch.arange(spec.length, device=harmonics.period.device, dtype=torch.float32)
-    signal = torch.zeros(batch, spec.length, device=t.device)
-    step = max(1, max_elements // max(1, batch * spec.length))
-    for start in range(0, slots, step):
-        chunk = slice(start, start + step)
-        period = harmonics.period[:, chunk, None]
-        wave = torch.fmod(t, period).mul_(2 * math.pi / period).add_(harmonics.phase[:, chunk, None]).sin_()
-        wave.mul_(harmonics.amplitude[:, chunk, None])
-        if harmonics.drift_ratio is not None and harmonics.drift_peak is not None:
-            wave.mul_(drift_gain(t, harmonics.drift_ratio[:, chunk, None], harmonics.drift_peak[:, chunk, None]))
-        if harmonics.gain_start is not None and harmonics.gain_end is not None:
-            start, end = harmonics.gain_start[:, chunk, None], harmonics.gain_end[:, chunk, None]
-            wave.mul_((end - start).mul(t / max(1, spec.length - 1)).add_(start))
-        signal += wave.sum(dim=1)
-    return signal
+    fine = math.isqrt(spec.length - 1) + 1  # R = ceil(sqrt(L)) offsets per block
+    blocks = -(-spec.length // fine)
+    device = harmonics.period.device
+    start = torch.arange(blocks, device=device, dtype=torch.float32).mul_(fine)[:, None]
+    offset = torch.arange(fine, device=device, dtype=torch.float32)[:, None]
+    times = torch.cat([start, offset])  # [blocks + R, 1]: the blocks' starts, then the offsets
+    reduce = spec.periods[0] <= max((blocks - 1) * fine, fine - 1)  # else fmod(t, P) = t
+    width = 2 if spec.drift is False else 4 if spec.drift == "linear" else 5  # products per component
+    rows = max(1, max_elements // max(1, slots * (blocks + fine) * width))
+    parts = []
+    for first in range(0, max(1, batch), rows):  # one empty chunk for an empty batch
+        part = Harmonics(*(None if field is None else field[first : first + rows] for field in _fields(harmonics)))
+        period, amplitude = part.period[:, None, :], part.amplitude[:, None, :]
+        angle = torch.fmod(times, period) if reduce else times.expand(len(period), -1, slots).clone()
+        angle.mul_(2 * math.pi / period)[:, :blocks].add_(part.phase[:, None, :])
+        coarse, local = angle[:, :blocks], angle[:, blocks:]  # [b, blocks, K], [b, R, K]
+        left = torch.empty(len(period), blocks, width * slots, device=device)  # column j pairs with right's j
+        right = torch.empty(len(period), fine, width * slots, device=device)
+        sin_r, cos_r = torch.sin(local, out=right[:, :, :slots]), torch.cos(local, out=right[:, :, slots : 2 * slots])
+        if spec.drift is False:
+            torch.cos(coarse, out=left[:, :, :slots]).mul_(amplitude)
+            torch.sin(coarse, out=left[:, :, slots : 2 * slots]).mul_(amplitude)
+        else:
+            sin_s, cos_s = coarse.sin(), coarse.cos()
+            gain, slope, kink = _block_gains(spec, part, start, offset)
+            for column, weight in enumerate((gain.mul_(amplitude), slope.mul_(amplitude))):
+                torch.mul(cos_s, weight, out=left[:, :, 2 * column * slots : (2 * column + 1) * slots])
+                torch.mul(sin_s, weight, out=left[:, :, (2 * column + 1) * slots : (2 * column + 2) * slots])
+            torch.mul(sin_r, offset, out=right[:, :, 2 * slots : 3 * slots])
+            torch.mul(cos_r, offset, out=right[:, :, 3 * slots : 4 * slots])
+            if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
+                index, correction = kink
+                left[:, :, 4 * slots :] = 0
+                left[:, :, 4 * slots :].scatter_(1, index, 1.0)
+                wave = torch.mul(cos_s.gather(1, index), sin_r, out=right[:, :, 4 * slots :])
+                wave.addcmul_(sin_s.gather(1, index), cos_r).mul_(correction).mul_(amplitude)
+        parts.append(torch.bmm(left, right.transpose(1, 2)))
+    return torch.cat(parts).flatten(1)[:, : spec.length]
 
 
-def drift_gain(t: torch.Tensor, ratio: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear gain: 1 at t = 0, ``ratio`` at ``peak``, 1 again at ``t = L - 1``."""
-    last = t.shape[-1] - 1
+def _fields(harmonics: Harmonics) -> list[torch.Tensor | None]:
+    return [getattr(harmonics, field.name) for field in dataclasses.fields(harmonics)]
+
+
+def _block_gains(
+    spec: SignalSpec, harmonics: Harmonics, start: torch.Tensor, offset: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The gain on each block as ``G + b r``: ``G`` and ``b`` ``[B, blocks, K]``, and the peak's correction.
+
+    ``start`` ``[blocks, 1]`` and ``offset`` ``[R, 1]`` are the blocks' first times and the offsets.
+    A linear gain is exactly ``G + b r`` on every block. The 1 -> r -> 1 gain is too, except on the
+    block that holds its peak: there ``G + b r`` follows the flatter of the two pieces (so neither
+    ``G`` nor ``b`` is ever large), and the correction is that block's index ``[B, 1, K]`` and the
+    exact gain minus ``G + b r`` on it ``[B, R, K]`` (zero when the peak is past the block's last time).
+    """
+    last = max(1, spec.length - 1)
+    if harmonics.gain_start is not None and harmonics.gain_end is not None:
+        begin, change = harmonics.gain_start[:, None, :], (harmonics.gain_end - harmonics.gain_start)[:, None, :]
+        return change * (start / last) + begin, (change / last).expand(-1, len(start), -1).clone(), None
+    assert harmonics.drift_ratio is not None and harmonics.drift_peak is not None
+    ratio, peak = harmonics.drift_ratio[:, None, :], harmonics.drift_peak[:, None, :]
+    rise, fall = (ratio - 1) / peak, (1 - ratio) / (last - peak)
+    index = (start[1:] < peak).sum(1, keepdim=True)  # the block holding the peak: s < peak <= s + R
+    holds = torch.arange(len(start), device=start.device)[:, None] == index
+    rising = (start + (len(offset) - 1) <= peak) | (holds & (2 * peak >= last))
+    slope = torch.where(rising, rise, fall)
+    gain = torch.where(rising, 1 + rise * start, 1 + fall * (start - last))
+    exact = drift_gain(start[:, 0][index] + offset, ratio, peak, last)
+    correction = exact - (gain.gather(1, index) + slope.gather(1, index) * offset)
+    return gain, slope, (index, correction)
+
+
+def drift_gain(t: torch.Tensor, ratio: torch.Tensor, peak: torch.Tensor, last: int | None = None) -> torch.Tensor:
+    """Piecewise-linear gain: 1 at t = 0, ``ratio`` at ``peak``, 1 again at ``t = last`` (default: ``len(t) - 1``)."""
+    last = t.shape[-1] - 1 if last is None else last
     rise = t / peak
     fall = (last - t) / (last - peak)
     return 1 + (ratio - 1) * torch.minimum(rise, fall)
