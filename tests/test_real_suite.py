@@ -79,7 +79,7 @@ def test_model_is_scored_through_the_user_path() -> None:
         np.testing.assert_allclose(forecasts["naive"][row], windows.lookback[row, -1], atol=1e-6)
 
 
-@pytest.mark.parametrize("arguments", [["--suite", "real", "--stride", "0"], ["--suite", "shift"]])
+@pytest.mark.parametrize("arguments", [["--suite", "real", "--stride", "0"], ["--suite", "drift"]])
 def test_bad_options_are_one_line(arguments: list[str], capsys: Any) -> None:
     assert main(["evaluate", *arguments]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
