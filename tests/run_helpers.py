@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +78,24 @@ def launch(accelerate_config: str | Path, *args: str, cwd: Path, timeout: float 
     return subprocess.run(
         [*command, "-m", "harmonic_forecast", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
     )
+
+
+LONG_RUN = (
+    TINY.replace("steps = 7", "steps = 3000")
+    .replace("log_every = 5", "log_every = 1")
+    .replace("checkpoint_every = 5", "checkpoint_every = 100000")
+)  # TINY that logs every step and checkpoints only when stopped
+
+
+def start_training(directory: Path, logged_steps: int, timeout: float = 180) -> subprocess.Popen:
+    """Start ``train --config tiny.toml --output-dir out`` in ``directory``; return once it logged ``logged_steps``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        cli_command("train", "--config", "tiny.toml", "--output-dir", "out"),
+        cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics = directory / "out" / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < logged_steps):
+        time.sleep(0.05)
+    return process

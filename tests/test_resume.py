@@ -18,7 +18,17 @@ from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint, ve
 from harmonic_forecast.cli import main
 from harmonic_forecast.run_config import load_run_config
 from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, train
-from tests.run_helpers import ROOT, TINY, cli_command, digest, run_cli, tree_digests, write_config
+from tests.run_helpers import (
+    LONG_RUN,
+    ROOT,
+    TINY,
+    cli_command,
+    digest,
+    run_cli,
+    start_training,
+    tree_digests,
+    write_config,
+)
 
 
 def _train(tmp_path: Path, name: str, text: str = TINY, **kwargs) -> Path:
@@ -189,18 +199,8 @@ def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None
 @pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, stop_signal: signal.Signals) -> None:
-    text = TINY.replace("steps = 7", "steps = 3000").replace("log_every = 5", "log_every = 1")
-    text = text.replace("checkpoint_every = 5", "checkpoint_every = 100000")
-    write_config(tmp_path, text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        cli_command("train", "--config", "tiny.toml", "--output-dir", "out"),
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    metrics = tmp_path / "out" / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 30):
-        time.sleep(0.05)
+    write_config(tmp_path, LONG_RUN)
+    process = start_training(tmp_path, logged_steps=30, timeout=120)
     process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == EXIT_PREEMPTED, stderr[-2000:]

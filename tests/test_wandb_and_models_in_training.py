@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from harmonic_forecast.checkpoint import latest_checkpoint
 from harmonic_forecast.model import Forecaster, LSTMForecaster, Seq2SeqGRUForecaster
 from harmonic_forecast.train import EXIT_PREEMPTED
-from tests.run_helpers import ROOT, TINY, cli_command, run_cli, write_config
+from tests.run_helpers import LONG_RUN, TINY, run_cli, start_training, write_config
 
 WANDB = '\n[wandb]\nenabled = true\nmode = "offline"\nproject = "hf-test"\n'
 
@@ -55,17 +53,8 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_job_wide_sigterm_that_kills_wandb_still_saves_and_exits_for_requeue(tmp_path: Path) -> None:
     """SLURM signals every process of the job: wandb's service dies with the trainer's stop request."""
-    text = TINY.replace("steps = 7", "steps = 3000").replace("log_every = 5", "log_every = 1")
-    write_config(tmp_path, text.replace("checkpoint_every = 5", "checkpoint_every = 100000") + WANDB)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        cli_command("train", "--config", "tiny.toml", "--output-dir", "out"),
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    metrics = tmp_path / "out" / "metrics.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 20):
-        time.sleep(0.05)
+    write_config(tmp_path, LONG_RUN + WANDB)
+    process = start_training(tmp_path, logged_steps=20)
     helpers = _descendants(process.pid)
     assert helpers, "wandb started no service process"
     for pid in [process.pid, *helpers]:
