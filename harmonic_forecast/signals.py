@@ -66,6 +66,7 @@ AMPLITUDE_LAWS = ("uniform", "equal")
 DRIFT_MODES = (False, True, "linear")
 NOISE_KINDS = ("gaussian", "laplace", "student_t", "ar1")
 MAX_FAMILY_WEIGHT = 10_000
+CPU_CHUNK = 4096  # rows synthesised at once on a CPU: keeps the working set in cache
 # Derived keys (key ^ salt) for the families' draws, with the same per-signal counters and slots:
 _PARAMETER_SALT = _signed(0xA0761D6478BD642F)  # slot 0: level, trend; 1 + j: linear drift; _DRIFT_SLOT: AR(1) φ
 _WALK_SALT = _signed(0xE7037ED1A0B428DB)  # slots 0 ..: the random walk's normal steps (two per slot)
@@ -408,63 +409,144 @@ def gemm_table(spec: SignalSpec, device: torch.device) -> torch.Tensor:
 
 
 def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
-    """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table."""
-    return gemm_coefficients(spec, harmonics) @ gemm_table(spec, harmonics.period.device)
+    """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table.
+
+    A single row is padded with a zero row: a one-row product goes through BLAS's matrix-vector
+    kernel, which rounds differently from the GEMM that every larger batch gets.
+    """
+    coefficients = gemm_coefficients(spec, harmonics)
+    table = gemm_table(spec, harmonics.period.device)
+    if len(coefficients) == 1:
+        return (torch.cat([coefficients, torch.zeros_like(coefficients)]) @ table)[:1]
+    return coefficients @ table
 
 
-def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 24) -> torch.Tensor:
+_SLOT_BUCKET = 8  # on a CPU a row is rendered with its count rounded up to this many slots, not all of them
+
+
+@dataclass(frozen=True)
+class _BlockTables:
+    """Integer periods ``p`` in ``[p_lo, p_hi)``, float32 from float64, indexed by ``p - p_lo``.
+
+    ``coarse`` ``[P, 4, blocks]``: ``cos a, sin a, -sin a, cos a`` for ``a = 2 pi (R q mod p) / p``;
+    ``local`` ``[P, 4, R]``: ``sin b, cos b, r sin b, r cos b`` for ``b = 2 pi (r mod p) / p``;
+    ``local_pair`` its first two rows.
+    """
+
+    coarse: torch.Tensor
+    local: torch.Tensor
+    local_pair: torch.Tensor
+
+
+@functools.lru_cache(maxsize=8)
+def _block_tables(p_lo: float, p_hi: float, fine: int, blocks: int, device: torch.device) -> _BlockTables:
+    periods = torch.arange(int(p_lo), int(p_hi), dtype=torch.float64)[:, None]
+    offset = torch.arange(fine, dtype=torch.float64)
+    coarse = torch.remainder(torch.arange(blocks, dtype=torch.float64) * fine, periods) * (2 * math.pi) / periods
+    local = torch.remainder(offset, periods) * (2 * math.pi) / periods
+    coarse_table = torch.stack([coarse.cos(), coarse.sin(), -coarse.sin(), coarse.cos()], dim=1)
+    local_table = torch.stack([local.sin(), local.cos(), offset * local.sin(), offset * local.cos()], dim=1)
+    local_table = local_table.to(device=device, dtype=torch.float32)
+    return _BlockTables(
+        coarse_table.to(device=device, dtype=torch.float32), local_table, local_table[:, :2].contiguous()
+    )
+
+
+def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 22) -> torch.Tensor:
     """``[B, L]`` un-normalised signals for any periods and gains, by one batched matmul per chunk of rows.
 
     Time is split as ``t = s + r`` with block starts ``s = R q`` (``R = ceil(sqrt L)``) and offsets
     ``r < R``, and the angle-addition identity ``sin(w s + phi + w r) = cos(w s + phi) sin(w r) +
-    sin(w s + phi) cos(w r)`` turns the ``[B, K, L]`` sines into sines and cosines of ``[B, L/R, K]``
-    and ``[B, R, K]`` angles (about ``4 sqrt L`` instead of ``L`` evaluations per component), summed
-    over components by ``torch.bmm`` of ``[B, L/R, n K]`` and ``[B, n K, R]``. Both angles are
-    reduced exactly with ``fmod`` of the integer time by the period before scaling (skipped when the
-    spec's periods exceed every such time, which gives the same bits), so float32 keeps about 1e-6
-    absolute accuracy for any period. A gain that is linear within a block, ``G + b r``, adds the
-    same products weighted by ``b r`` (see :func:`_block_gains`). Rows are chunked (never
-    components), so a row's bits do not depend on the batch it is made in.
+    sin(w s + phi) cos(w r)`` turns the ``[B, K, L]`` sines into sines and cosines of ``[B, K, L/R]``
+    and ``[B, K, R]`` angles (about ``2 sqrt L`` instead of ``L`` per component), summed over
+    components by ``torch.bmm`` of ``[B, L/R, n K]`` and ``[B, n K, R]``. Integer periods take both
+    from tables made once in float64 (:class:`_BlockTables`); other periods reduce both angles
+    exactly with ``fmod`` of the integer time by the period before scaling (skipped where the periods
+    exceed every such time, which gives the same bits), so float32 keeps about 1e-6 absolute accuracy
+    for any period. A gain that is linear within a block, ``G + b r``, adds the same products
+    weighted by ``b r`` (see :func:`_block_gains`); the 1 -> r -> 1 gain's peak block is corrected by
+    one more batched matmul. On a CPU, rows are grouped by their component count rounded up to
+    ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. A
+    row's bits therefore depend only on the row, not on the batch it is made in.
     """
     batch, slots = harmonics.period.shape
+    device = harmonics.period.device
     fine = math.isqrt(spec.length - 1) + 1  # R = ceil(sqrt(L)) offsets per block
     blocks = -(-spec.length // fine)
-    device = harmonics.period.device
-    start = torch.arange(blocks, device=device, dtype=torch.float32).mul_(fine)[:, None]
-    offset = torch.arange(fine, device=device, dtype=torch.float32)[:, None]
-    times = torch.cat([start, offset])  # [blocks + R, 1]: the blocks' starts, then the offsets
-    reduce = spec.periods[0] <= max((blocks - 1) * fine, fine - 1)  # else fmod(t, P) = t
-    width = 2 if spec.drift is False else 4 if spec.drift == "linear" else 5  # products per component
-    rows = max(1, max_elements // max(1, slots * (blocks + fine) * width))
-    parts = []
-    for first in range(0, max(1, batch), rows):  # one empty chunk for an empty batch
-        part = Harmonics(*(None if field is None else field[first : first + rows] for field in _fields(harmonics)))
-        period, amplitude = part.period[:, None, :], part.amplitude[:, None, :]
-        angle = torch.fmod(times, period) if reduce else times.expand(len(period), -1, slots).clone()
-        angle.mul_(2 * math.pi / period)[:, :blocks].add_(part.phase[:, None, :])
-        coarse, local = angle[:, :blocks], angle[:, blocks:]  # [b, blocks, K], [b, R, K]
-        left = torch.empty(len(period), blocks, width * slots, device=device)  # column j pairs with right's j
-        right = torch.empty(len(period), fine, width * slots, device=device)
-        sin_r, cos_r = torch.sin(local, out=right[:, :, :slots]), torch.cos(local, out=right[:, :, slots : 2 * slots])
-        if spec.drift is False:
-            torch.cos(coarse, out=left[:, :, :slots]).mul_(amplitude)
-            torch.sin(coarse, out=left[:, :, slots : 2 * slots]).mul_(amplitude)
+    tables = _block_tables(*spec.periods, fine, blocks, device) if spec.integer_periods else None
+    products = 2 if spec.drift is False else 4
+    if device.type != "cpu" or batch == 0:
+        groups = [(torch.arange(batch, device=device), slots)]
+    else:
+        needed = harmonics.count.add(_SLOT_BUCKET - 1).div_(_SLOT_BUCKET, rounding_mode="floor")
+        needed = needed.mul_(_SLOT_BUCKET).clamp_(1, slots)
+        groups = [((needed == width).nonzero().squeeze(1), width) for width in needed.unique().tolist()]
+    result = torch.empty(batch, blocks * fine, device=device)
+    for rows, width in groups:
+        group = Harmonics(
+            *(None if f is None else f[rows] if f.dim() == 1 else f[rows, :width] for f in _fields(harmonics))
+        )
+        chunk = max(1, max_elements // (width * (blocks + fine) * 2 * products))
+        parts = [
+            _render_blocks(
+                spec,
+                Harmonics(*(None if f is None else f[first : first + chunk] for f in _fields(group))),
+                fine,
+                blocks,
+                tables,
+            )
+            for first in range(0, len(rows), chunk)
+        ]
+        if len(groups) == 1:
+            result = torch.cat(parts) if parts else result
         else:
-            sin_s, cos_s = coarse.sin(), coarse.cos()
-            gain, slope, kink = _block_gains(spec, part, start, offset)
-            for column, weight in enumerate((gain.mul_(amplitude), slope.mul_(amplitude))):
-                torch.mul(cos_s, weight, out=left[:, :, 2 * column * slots : (2 * column + 1) * slots])
-                torch.mul(sin_s, weight, out=left[:, :, (2 * column + 1) * slots : (2 * column + 2) * slots])
-            torch.mul(sin_r, offset, out=right[:, :, 2 * slots : 3 * slots])
-            torch.mul(cos_r, offset, out=right[:, :, 3 * slots : 4 * slots])
-            if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
-                index, correction = kink
-                left[:, :, 4 * slots :] = 0
-                left[:, :, 4 * slots :].scatter_(1, index, 1.0)
-                wave = torch.mul(cos_s.gather(1, index), sin_r, out=right[:, :, 4 * slots :])
-                wave.addcmul_(sin_s.gather(1, index), cos_r).mul_(correction).mul_(amplitude)
-        parts.append(torch.bmm(left, right.transpose(1, 2)))
-    return torch.cat(parts).flatten(1)[:, : spec.length]
+            result[rows] = torch.cat(parts)
+    return result[:, : spec.length]
+
+
+def _render_blocks(
+    spec: SignalSpec, harmonics: Harmonics, fine: int, blocks: int, tables: _BlockTables | None
+) -> torch.Tensor:
+    """``[b, blocks * R]`` signals of :func:`render_direct` for one chunk of rows (any number of slots)."""
+    count, slots = harmonics.period.shape
+    device = harmonics.period.device
+    start = torch.arange(blocks, device=device, dtype=torch.float32).mul_(fine)
+    offset = torch.arange(fine, device=device, dtype=torch.float32)
+    period, phase, amplitude = (x[:, :, None] for x in (harmonics.period, harmonics.phase, harmonics.amplitude))
+    products = 2 if spec.drift is False else 4
+    if tables is not None:
+        index = harmonics.period.long().sub_(int(spec.periods[0])).flatten()
+        local = (tables.local if products == 4 else tables.local_pair).index_select(0, index)
+        right = local.view(count, slots, products, fine)  # sin wr, cos wr (, r sin wr, r cos wr)
+        coarse = tables.coarse.index_select(0, index).view(count, slots, 4, blocks)
+        cos_p, sin_p = phase.cos()[..., None], phase.sin()[..., None]
+        waves = torch.mul(coarse[:, :, :2], cos_p).addcmul_(coarse[:, :, 2:], sin_p)  # cos, sin of w s + phi
+    else:
+        reduce = spec.periods[0] <= (blocks - 1) * fine  # else fmod(s, P) = s
+        angle = (torch.fmod(start, period) if reduce else start).mul(2 * math.pi / period).add_(phase)
+        waves = torch.stack([angle.cos(), angle.sin()], dim=2)
+        local = torch.fmod(offset, period) if spec.periods[0] <= fine - 1 else offset  # else fmod(r, P) = r
+        local = local * (2 * math.pi / period)
+        sin_r, cos_r = local.sin(), local.cos()
+        pieces = [sin_r, cos_r] if products == 2 else [sin_r, cos_r, sin_r * offset, cos_r * offset]
+        right = torch.stack(pieces, dim=2)
+    kink = None
+    if spec.drift is False:
+        left = waves * amplitude[..., None]  # [b, K, 2, blocks]
+    else:
+        gain, slope, kink = _block_gains(spec, harmonics, start, offset)
+        left = torch.empty(count, slots, 2, 2, blocks, device=device)  # [b, K, gain|slope, cos|sin, blocks]
+        torch.mul(waves, gain.mul_(amplitude)[:, :, None], out=left[:, :, 0])
+        torch.mul(waves, (slope * amplitude)[:, :, None], out=left[:, :, 1])
+    out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), right.reshape(count, -1, fine))
+    if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
+        index, correction = kink
+        at_peak = waves.gather(3, index[:, :, None, :].expand(-1, -1, 2, -1))  # [b, K, 2, 1]
+        wave = torch.mul(right[:, :, 0], at_peak[:, :, 0]).addcmul_(right[:, :, 1], at_peak[:, :, 1])
+        wave.mul_(correction).mul_(amplitude)
+        one_hot = torch.zeros(count, slots, blocks, device=device).scatter_(2, index, 1.0)
+        out.baddbmm_(one_hot.transpose(1, 2), wave)
+    return out.view(count, blocks * fine)
 
 
 def _fields(harmonics: Harmonics) -> list[torch.Tensor | None]:
@@ -474,28 +556,28 @@ def _fields(harmonics: Harmonics) -> list[torch.Tensor | None]:
 def _block_gains(
     spec: SignalSpec, harmonics: Harmonics, start: torch.Tensor, offset: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-    """The gain on each block as ``G + b r``: ``G`` and ``b`` ``[B, blocks, K]``, and the peak's correction.
+    """The gain on each block as ``G + b r`` (``G`` ``[B, K, blocks]``, ``b`` broadcastable), and the peak correction.
 
-    ``start`` ``[blocks, 1]`` and ``offset`` ``[R, 1]`` are the blocks' first times and the offsets.
+    ``start`` ``[blocks]`` and ``offset`` ``[R]`` are the blocks' first times and the offsets.
     A linear gain is exactly ``G + b r`` on every block. The 1 -> r -> 1 gain is too, except on the
     block that holds its peak: there ``G + b r`` follows the flatter of the two pieces (so neither
-    ``G`` nor ``b`` is ever large), and the correction is that block's index ``[B, 1, K]`` and the
-    exact gain minus ``G + b r`` on it ``[B, R, K]`` (zero when the peak is past the block's last time).
+    ``G`` nor ``b`` is ever large), and the correction is that block's index ``[B, K, 1]`` and the
+    exact gain minus ``G + b r`` on it ``[B, K, R]``.
     """
     last = max(1, spec.length - 1)
     if harmonics.gain_start is not None and harmonics.gain_end is not None:
-        begin, change = harmonics.gain_start[:, None, :], (harmonics.gain_end - harmonics.gain_start)[:, None, :]
-        return change * (start / last) + begin, (change / last).expand(-1, len(start), -1).clone(), None
+        begin, change = harmonics.gain_start[:, :, None], (harmonics.gain_end - harmonics.gain_start)[:, :, None]
+        return change * (start / last) + begin, change / last, None
     assert harmonics.drift_ratio is not None and harmonics.drift_peak is not None
-    ratio, peak = harmonics.drift_ratio[:, None, :], harmonics.drift_peak[:, None, :]
+    ratio, peak = harmonics.drift_ratio[:, :, None], harmonics.drift_peak[:, :, None]
     rise, fall = (ratio - 1) / peak, (1 - ratio) / (last - peak)
-    index = (start[1:] < peak).sum(1, keepdim=True)  # the block holding the peak: s < peak <= s + R
-    holds = torch.arange(len(start), device=start.device)[:, None] == index
-    rising = (start + (len(offset) - 1) <= peak) | (holds & (2 * peak >= last))
+    index = (start[1:] < peak).sum(2, keepdim=True)  # the block holding the peak: s < peak <= s + R
+    blocks = torch.arange(len(start), device=start.device)
+    rising = blocks < index + (2 * peak >= last)  # before the peak's block, and on it when rising is flatter
     slope = torch.where(rising, rise, fall)
-    gain = torch.where(rising, 1 + rise * start, 1 + fall * (start - last))
-    exact = drift_gain(start[:, 0][index] + offset, ratio, peak, last)
-    correction = exact - (gain.gather(1, index) + slope.gather(1, index) * offset)
+    gain = torch.where(rising, rise * start + 1, fall * (start - last) + 1)
+    exact = drift_gain(index.to(start.dtype).mul_(len(offset)) + offset, ratio, peak, last)
+    correction = exact - (gain.gather(2, index) + slope.gather(2, index) * offset)
     return gain, slope, (index, correction)
 
 
@@ -611,41 +693,30 @@ def synthesize(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tup
 
     ``signal_counters`` ([B] int64) are the signals' base counters (see :mod:`harmonic_forecast.stream`).
     A mixture picks each row's family from the signal index the counter holds, with one pass per
-    family (never per signal). Its GEMM-path families share one GEMM per period table over all ``B``
-    rows, so a row's bits never depend on how many rows of its family a batch or rank holds.
+    family (never per signal). On a CPU each family's rows are made ``CPU_CHUNK`` at a time, which
+    keeps the working set in cache. Every step is row-wise (GEMMs of at least two rows, see
+    :func:`render_gemm`), so a row's bits never depend on the batch, rank or world size.
     """
     members = spec.members
     if len(members) == 1:
-        harmonics = sample_harmonics(spec, key, signal_counters)
-        return _finish(spec, key, signal_counters, render(spec, harmonics)), harmonics.count
+        return _synthesize_family(spec, key, signal_counters)
     batch, device = len(signal_counters), signal_counters.device
     residue = _signal_index(signal_counters).remainder_(members[-1][1])
     signal = torch.empty(batch, spec.length, device=device)
     count = torch.empty(batch, dtype=torch.int64, device=device)
-    coefficients: dict[tuple[tuple[int, int], bool], torch.Tensor] = {}
-    parts = []
     for first, stop, member in members:
         rows = ((residue >= first) & (residue < stop)).nonzero().squeeze(1)
-        harmonics = sample_harmonics(member, key, signal_counters[rows])
-        count[rows] = harmonics.count
-        if uses_gemm(member):
-            table_key = (member.periods, member.drift == "linear")
-            if table_key not in coefficients:
-                width = len(gemm_table(member, device))
-                coefficients[table_key] = torch.zeros(batch, width, device=device)
-            coefficients[table_key][rows] = gemm_coefficients(member, harmonics)
-        else:
-            signal[rows] = render_direct(member, harmonics)
-        parts.append((rows, member))
-    for table_key, matrix in coefficients.items():
-        rendered = None
-        for rows, member in parts:
-            if uses_gemm(member) and (member.periods, member.drift == "linear") == table_key:
-                rendered = matrix @ gemm_table(member, device) if rendered is None else rendered
-                signal[rows] = rendered[rows]
-    for rows, member in parts:
-        signal[rows] = _finish(member, key, signal_counters[rows], signal[rows])
+        signal[rows], count[rows] = _synthesize_family(member, key, signal_counters[rows])
     return signal, count
+
+
+def _synthesize_family(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`synthesize` for a spec of one family."""
+    if signal_counters.device.type == "cpu" and len(signal_counters) > CPU_CHUNK:
+        parts = [_synthesize_family(spec, key, chunk) for chunk in signal_counters.split(CPU_CHUNK)]
+        return torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
+    harmonics = sample_harmonics(spec, key, signal_counters)
+    return _finish(spec, key, signal_counters, render(spec, harmonics)), harmonics.count
 
 
 def _signal_index(signal_counters: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ from harmonic_forecast.signals import SLOTS_PER_SIGNAL, SignalSpec, synthesize
 SPLITS = ("train", "validation", "test")
 _SPLIT_SHIFT = 60
 _MAX_SIGNALS = (1 << _SPLIT_SHIFT) // SLOTS_PER_SIGNAL
-_CPU_CHUNK = 4096  # signals synthesised at once on a CPU: keeps the working set in cache
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -100,11 +99,7 @@ class HarmonicStream(IterableDataset):
             raise ConfigError(f"batch index: {index} is beyond the stream's {_MAX_SIGNALS} signals")
         signal_index = torch.arange(first, first + self.local_batch_size, device=self.device)
         counters = signal_index.mul_(SLOTS_PER_SIGNAL).bitwise_or_(self._split_bits)
-        if self.device.type == "cpu" and len(counters) > _CPU_CHUNK:
-            parts = [synthesize(self.spec, self._key, chunk) for chunk in counters.split(_CPU_CHUNK)]
-            signal, count = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
-        else:
-            signal, count = synthesize(self.spec, self._key, counters)
+        signal, count = synthesize(self.spec, self._key, counters)
         lookback, target = signal[:, : self.spec.lookback], signal[:, self.spec.lookback :]
         return (lookback, target, count) if self.return_components else (lookback, target)
 
