@@ -475,32 +475,28 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
     blocks = -(-spec.length // fine)
     tables = _block_tables(*spec.periods, fine, blocks, device) if spec.integer_periods else None
     products = 2 if spec.drift is False else 4
-    if device.type != "cpu" or batch == 0:
-        groups = [(torch.arange(batch, device=device), slots)]
-    else:
+    order, widths = None, [(batch, slots)]  # rows in render order, and (rows, slots) of each group
+    if device.type == "cpu" and batch > 0:
         needed = harmonics.count.add(_SLOT_BUCKET - 1).div_(_SLOT_BUCKET, rounding_mode="floor")
         needed = needed.mul_(_SLOT_BUCKET).clamp_(1, slots)
-        groups = [((needed == width).nonzero().squeeze(1), width) for width in needed.unique().tolist()]
-    result = torch.empty(batch, blocks * fine, device=device)
-    for rows, width in groups:
-        group = Harmonics(
-            *(None if f is None else f[rows] if f.dim() == 1 else f[rows, :width] for f in _fields(harmonics))
-        )
+        needed, order = needed.sort(stable=True)
+        values, sizes = needed.unique_consecutive(return_counts=True)
+        widths = list(zip(sizes.tolist(), values.tolist(), strict=True))
+        harmonics = Harmonics(*(None if f is None else f.index_select(0, order) for f in _fields(harmonics)))
+    parts, first = [], 0
+    for rows, width in widths:
         chunk = max(1, max_elements // (width * (blocks + fine) * 2 * products))
-        parts = [
-            _render_blocks(
-                spec,
-                Harmonics(*(None if f is None else f[first : first + chunk] for f in _fields(group))),
-                fine,
-                blocks,
-                tables,
-            )
-            for first in range(0, len(rows), chunk)
-        ]
-        if len(groups) == 1:
-            result = torch.cat(parts) if parts else result
-        else:
-            result[rows] = torch.cat(parts)
+        for start in range(first, first + rows, chunk):
+            stop = min(start + chunk, first + rows)
+            fields = [
+                None if f is None else f[start:stop] if f.dim() == 1 else f[start:stop, :width]
+                for f in _fields(harmonics)
+            ]
+            parts.append(_render_blocks(spec, Harmonics(*fields), fine, blocks, tables))
+        first += rows
+    result = torch.cat(parts) if parts else torch.empty(0, blocks * fine, device=device)
+    if order is not None:
+        result = torch.empty_like(result).index_copy_(0, order, result)
     return result[:, : spec.length]
 
 
@@ -571,13 +567,17 @@ def _block_gains(
     assert harmonics.drift_ratio is not None and harmonics.drift_peak is not None
     ratio, peak = harmonics.drift_ratio[:, :, None], harmonics.drift_peak[:, :, None]
     rise, fall = (ratio - 1) / peak, (1 - ratio) / (last - peak)
-    index = (start[1:] < peak).sum(2, keepdim=True)  # the block holding the peak: s < peak <= s + R
-    blocks = torch.arange(len(start), device=start.device)
-    rising = blocks < index + (2 * peak >= last)  # before the peak's block, and on it when rising is flatter
+    fine = len(offset)
+    index = torch.ceil(peak / fine).sub_(1).clamp_(0, len(start) - 1)  # the peak's block: s < peak <= s + R
+    follows_rise = 2 * peak >= last  # on the peak's block, follow the flatter line
+    rising = torch.arange(len(start), device=start.device) < index + follows_rise  # [B, K, blocks]
     slope = torch.where(rising, rise, fall)
-    gain = torch.where(rising, rise * start + 1, fall * (start - last) + 1)
-    exact = drift_gain(index.to(start.dtype).mul_(len(offset)) + offset, ratio, peak, last)
-    correction = exact - (gain.gather(2, index) + slope.gather(2, index) * offset)
+    gain = torch.where(rising, start, start - last).mul_(slope).add_(1)  # 1 + rise s, or 1 + fall (s - last)
+    # on the peak's block the exact gain minus the line followed is (fall - rise) |t - peak| on the other side
+    sign = follows_rise.to(peak.dtype).mul_(2).sub_(1)
+    distance = (index * fine - peak).mul_(sign) + offset * sign  # sign * (t - peak) on that block, [B, K, R]
+    correction = distance.clamp_(min=0).mul_(fall - rise)
+    index = index.long()
     return gain, slope, (index, correction)
 
 
