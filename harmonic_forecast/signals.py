@@ -530,16 +530,18 @@ def _render_blocks(
     if spec.drift is False:
         left = waves * amplitude[..., None]  # [b, K, 2, blocks]
     else:
-        gain, slope, kink = _block_gains(spec, harmonics, start, offset)
+        gain, slope, kink = _block_gains(spec, harmonics, start, offset)  # times the amplitudes
         left = torch.empty(count, slots, 2, 2, blocks, device=device)  # [b, K, gain|slope, cos|sin, blocks]
-        torch.mul(waves, gain.mul_(amplitude)[:, :, None], out=left[:, :, 0])
-        torch.mul(waves, (slope * amplitude)[:, :, None], out=left[:, :, 1])
+        slope = slope.expand_as(gain)
+        for column, weight in enumerate((gain, slope)):
+            for wave in range(2):  # same-shape products: a broadcast over the 2 would cost 5x here
+                torch.mul(waves[:, :, wave], weight, out=left[:, :, column, wave])
     out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), right.reshape(count, -1, fine))
     if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
         index, correction = kink
-        at_peak = waves.gather(3, index[:, :, None, :].expand(-1, -1, 2, -1))  # [b, K, 2, 1]
+        at_peak = waves.gather(3, index[:, :, None, :].expand(-1, -1, 2, -1)).mul_(amplitude[..., None])
         wave = torch.mul(right[:, :, 0], at_peak[:, :, 0]).addcmul_(right[:, :, 1], at_peak[:, :, 1])
-        wave.mul_(correction).mul_(amplitude)
+        wave.mul_(correction)
         one_hot = torch.zeros(count, slots, blocks, device=device).scatter_(2, index, 1.0)
         out.baddbmm_(one_hot.transpose(1, 2), wave)
     return out.view(count, blocks * fine)
@@ -554,16 +556,18 @@ def _block_gains(
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """The gain on each block as ``G + b r`` (``G`` ``[B, K, blocks]``, ``b`` broadcastable), and the peak correction.
 
-    ``start`` ``[blocks]`` and ``offset`` ``[R]`` are the blocks' first times and the offsets.
-    A linear gain is exactly ``G + b r`` on every block. The 1 -> r -> 1 gain is too, except on the
-    block that holds its peak: there ``G + b r`` follows the flatter of the two pieces (so neither
-    ``G`` nor ``b`` is ever large), and the correction is that block's index ``[B, K, 1]`` and the
-    exact gain minus ``G + b r`` on it ``[B, K, R]``.
+    ``G`` and ``b`` come multiplied by the components' amplitudes. ``start`` ``[blocks]`` and ``offset``
+    ``[R]`` are the blocks' first times and the offsets. A linear gain is exactly ``G + b r`` on every
+    block. The 1 -> r -> 1 gain is too, except on the block that holds its peak: there ``G + b r``
+    follows the flatter of the two pieces (so neither ``G`` nor ``b`` is ever large), and the
+    correction is that block's index ``[B, K, 1]`` and the exact gain minus ``G + b r`` on it
+    ``[B, K, R]`` (without the amplitude).
     """
     last = max(1, spec.length - 1)
     if harmonics.gain_start is not None and harmonics.gain_end is not None:
+        amplitude = harmonics.amplitude[:, :, None]
         begin, change = harmonics.gain_start[:, :, None], (harmonics.gain_end - harmonics.gain_start)[:, :, None]
-        return change * (start / last) + begin, change / last, None
+        return (change * (start / last) + begin).mul_(amplitude), change / last * amplitude, None
     assert harmonics.drift_ratio is not None and harmonics.drift_peak is not None
     ratio, peak = harmonics.drift_ratio[:, :, None], harmonics.drift_peak[:, :, None]
     rise, fall = (ratio - 1) / peak, (1 - ratio) / (last - peak)
@@ -571,8 +575,11 @@ def _block_gains(
     index = torch.ceil(peak / fine).sub_(1).clamp_(0, len(start) - 1)  # the peak's block: s < peak <= s + R
     follows_rise = 2 * peak >= last  # on the peak's block, follow the flatter line
     rising = torch.arange(len(start), device=start.device) < index + follows_rise  # [B, K, blocks]
-    slope = torch.where(rising, rise, fall)
-    gain = torch.where(rising, start, start - last).mul_(slope).add_(1)  # 1 + rise s, or 1 + fall (s - last)
+    amplitude = harmonics.amplitude[:, :, None]
+    slope = torch.where(rising, rise * amplitude, fall * amplitude)
+    gain = (
+        torch.where(rising, start, start - last).mul_(slope).add_(amplitude)
+    )  # a (1 + rise s), a (1 + fall (s - last))
     # on the peak's block the exact gain minus the line followed is (fall - rise) |t - peak| on the other side
     sign = follows_rise.to(peak.dtype).mul_(2).sub_(1)
     distance = (index * fine - peak).mul_(sign) + offset * sign  # sign * (t - peak) on that block, [B, K, R]

@@ -57,7 +57,7 @@ GOLDEN = {
     "default": (SignalSpec(), "f752740c848622f4c54d99ba4cc4d614493a4836152c6c3e4607e48e8504284b"),
     "noisy_drift": (
         SignalSpec(components=(3, 20), noise=(0.0, 0.1, 0.3), drift=True),
-        "f0db9ed0eaf3f31dc95400270f2796a37ec324960648db3c73c79589bca17f1b",
+        "ce96e884571fd1e8c9bbafeb301069699a325a34ba41369ba2b460df5b0be94a",
     ),
     "continuous": (
         SignalSpec(components=(1, 8), periods=(2.0, 500.0), integer_periods=False, noise=0.05),
