@@ -48,7 +48,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harmonic_forecast.config import (
+from harmonic_forecast.errors import (
     ConfigError,
     reject_unknown,
     require_bool,
