@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from harmonic_forecast.cli import main
-from harmonic_forecast.config import ConfigError, load_run_config, parse_run_config
+from harmonic_forecast.config import load_run_config, parse_run_config
 from harmonic_forecast.curriculum import Stage
+from harmonic_forecast.errors import ConfigError
 
 CONFIG = """
 [train]
