@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": today,
         "host": host,
         "config": str(args.config),
-        "model": dataclasses.asdict(config.model),
+        "model": config.model.model_dump(),
         "quick": args.quick,
         "test_signals": settings.signals,
         "training": training,

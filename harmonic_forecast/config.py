@@ -8,9 +8,9 @@ budget in ``steps`` or ``samples``, optionally its own ``lr``, ``noise``, ``drif
 ``min_steps`` or ``min_samples``).
 
 A bad value is a :class:`ConfigError` of one line naming the key, e.g. ``train.batch_size: Input should
-be greater than or equal to 1, got 0`` or ``stages[1].lr: ...``, which the CLI prints before exiting
-with status 2. ``--set key.sub=value`` overrides (``stages.N.key=value`` for a stage) are applied to the
-TOML values before validation.
+be greater than or equal to 1, got 0`` or ``stages[1].lr: ...`` (:mod:`harmonic_forecast.tables`), which
+the CLI prints before exiting with status 2. ``--set key.sub=value`` overrides (``stages.N.key=value``
+for a stage) are applied to the TOML values before validation.
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     InstanceOf,
-    Strict,
     StrictBool,
     StrictStr,
     TypeAdapter,
-    ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -41,19 +37,10 @@ from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.losses import LOSSES
 from harmonic_forecast.model import ModelConfig
 from harmonic_forecast.signals import SignalSpec, parse_families
+from harmonic_forecast.tables import Count, Float, Int, NonNegative, Positive, Rate, Table, validated
 
-Int = Annotated[int, Strict()]  # an integer: not a bool, float or string
-Float = Annotated[float, Strict()]  # a number: an int is taken, a bool or string is not
-Positive = Annotated[Int, Field(ge=1)]
-Count = Annotated[Int, Field(ge=0)]
 Level = Annotated[Float, Field(ge=0, le=10)]
 Noise = Level | Annotated[tuple[Level, ...], Field(min_length=1)]  # one σ, or one per signal class
-
-
-class Table(BaseModel):
-    """A TOML table: unknown keys are errors, numbers finite, and the values fixed once read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TrainSettings(Table):
@@ -61,11 +48,11 @@ class TrainSettings(Table):
 
     seed: Count = 0
     batch_size: Positive = 256
-    lr: Annotated[Float, Field(gt=0)] = 2e-3
-    weight_decay: Annotated[Float, Field(ge=0)] = 0.0
+    lr: Rate = 2e-3
+    weight_decay: NonNegative = 0.0
     warmup_steps: Count = 100
     min_lr_ratio: Annotated[Float, Field(ge=0, le=1)] = 0.1
-    grad_clip: Annotated[Float, Field(ge=0)] = 1.0
+    grad_clip: NonNegative = 1.0
     loss: Literal[LOSSES] = "weighted_mse"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: Literal["auto"] | StrictBool = "auto"  # torch.compile the training step: true, false or auto (CUDA only)
@@ -104,11 +91,11 @@ class StageTable(Table):
     components: tuple[Int, Int]  # the band's order is checked with the stage's SignalSpec
     steps: Positive | None = None
     samples: Positive | None = None
-    lr: Annotated[Float, Field(gt=0)] | None = None  # default: train.lr
+    lr: Rate | None = None  # default: train.lr
     noise: Noise | None = None
     drift: Literal["linear"] | StrictBool | None = None
     families: list[dict[str, Any]] | None = None  # names and weights checked by parse_families, values by SignalSpec
-    promote_below: Annotated[Float, Field(ge=0)] | None = None
+    promote_below: NonNegative | None = None
     min_steps: Count | None = None
     min_samples: Count | None = None
 
@@ -149,7 +136,7 @@ class RunConfig(Table):
     train: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
     signal: InstanceOf[SignalSpec] = SignalSpec()
-    model: InstanceOf[ModelConfig] = Field(default_factory=dict, validate_default=True)
+    model: ModelConfig = Field(default_factory=dict, validate_default=True)
     stages: tuple[InstanceOf[Stage], ...]
     wandb: WandbSettings = WandbSettings()
 
@@ -166,15 +153,13 @@ class RunConfig(Table):
     @classmethod
     def _model(cls, value: Any, info: ValidationInfo) -> Any:
         """A ``[model]`` table takes its lookback and horizon from the signal."""
-        if isinstance(value, ModelConfig):
-            return value
         if not isinstance(value, dict):
-            raise ValueError("expected a table")
+            return value
         for key in ("lookback", "horizon"):
             if key in value:
                 raise ConfigError(f"model.{key}: set it in [signal]; the model follows the signal")
         signal = info.data.get("signal", SignalSpec())
-        return ModelConfig.from_dict({**value, "lookback": signal.lookback, "horizon": signal.horizon})
+        return {**value, "lookback": signal.lookback, "horizon": signal.horizon}
 
     @field_validator("stages", mode="wrap")
     @classmethod
@@ -214,12 +199,19 @@ class RunConfig(Table):
         return self.model_dump()
 
 
+TABLES = {  # the table under each key, for the known keys of an unknown one
+    "": RunConfig,
+    "train": TrainSettings,
+    "eval": EvalSettings,
+    "model": ModelConfig,
+    "stages": StageTable,
+    "wandb": WandbSettings,
+}
+
+
 def parse_run_config(values: dict[str, Any]) -> RunConfig:
     """Validate a config dict (from TOML) into a :class:`RunConfig`."""
-    try:
-        return RunConfig.model_validate(values)
-    except ValidationError as error:
-        raise ConfigError(one_line(error, values)) from None
+    return validated(RunConfig, values, tables=TABLES)
 
 
 def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
@@ -272,55 +264,3 @@ def _index(array: list[Any], part: str, key: str, where: str) -> int:
     if not part.isdigit() or int(part) >= len(array):
         raise ConfigError(f"--set {key}: {where} has {len(array)} entries (0 to {len(array) - 1}), not {part!r}")
     return int(part)
-
-
-_TABLES: dict[str, type[Table]] = {
-    "train": TrainSettings,
-    "eval": EvalSettings,
-    "stages": StageTable,
-    "wandb": WandbSettings,
-}
-
-
-def one_line(error: ValidationError, values: Any) -> str:
-    """Pydantic's first error as one line, ``key.sub[i]: message, got value``.
-
-    The key is the part of the error's location found in ``values`` (a union adds its alternatives'
-    names after it); of the errors under the first one's key, the one reaching deepest is told, with
-    its alternatives joined by "or". A :class:`ConfigError` raised in a validator names its key itself.
-    """
-    errors = [(_found(e["loc"], values, e["type"] == "missing"), e) for e in error.errors()]
-    first = errors[0][0]
-    key = max((path for path, _ in errors if path[: len(first)] == first), key=len)
-    alternatives = [e for path, e in errors if path == key]
-    past_type = [e for e in alternatives if not (e["type"].endswith("_type") or e["type"] == "literal_error")]
-    alternatives = past_type or alternatives  # a union: the alternative that took the value's type says why not
-    cause = alternatives[0].get("ctx", {}).get("error")
-    if isinstance(cause, ConfigError):
-        return str(cause)
-    name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in key).lstrip(".")
-    kind = alternatives[0]["type"]
-    if kind == "extra_forbidden":
-        table = RunConfig if len(key) == 1 else _TABLES[key[0]]
-        return f"{'config.' if len(key) == 1 else ''}{name}: unknown key (known: {', '.join(table.model_fields)})"
-    messages = [str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"] for e in alternatives]
-    message = " or ".join([messages[0], *(text.removeprefix("Input should be ") for text in messages[1:])])
-    if kind != "missing" and not isinstance(alternatives[0]["input"], dict):
-        message += f", got {alternatives[0]['input']!r}"
-    return f"{name or 'config'}: {message}".replace("\n", " ")
-
-
-def _found(loc: tuple[str | int, ...], values: Any, missing: bool) -> tuple[str | int, ...]:
-    """The parts of ``loc`` that index into ``values``, past a union's alternative names (a missing key: with it)."""
-    found = []
-    for depth, part in enumerate(loc):
-        if (isinstance(values, dict) and part in values) or (isinstance(values, list) and _is_index(part, values)):
-            values = values[part]
-            found.append(part)
-        elif missing and depth == len(loc) - 1:
-            found.append(part)
-    return tuple(found)
-
-
-def _is_index(part: str | int, values: list[Any]) -> bool:
-    return isinstance(part, int) and 0 <= part < len(values)

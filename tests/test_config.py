@@ -12,6 +12,7 @@ from harmonic_forecast.cli import main
 from harmonic_forecast.config import load_run_config, parse_run_config
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.model import SEED_MODEL, ModelConfig
 
 CONFIG = """
 [train]
@@ -74,6 +75,11 @@ def test_samples_become_steps_of_the_batch_and_stages_default_to_train_lr() -> N
         (("train", "grad_accum"), 3, "train.grad_accum: 3 does not divide train.batch_size 64"),
         (("evaluation",), {}, "config.evaluation: unknown key (known: train, eval, signal, model, stages, wandb)"),
         (("signal",), 3, "signal: expected a table, got 3"),
+        (("signal", "lookback"), 1, "model.lookback: Input should be greater than or equal to 2, got 1"),
+        (("model", "hidden"), 2, "model.hidden: Input should be greater than or equal to 4, got 2"),
+        (("model", "periods"), [50, 10], "model.periods: need 2 <= low < high (half-open), got [50, 10]"),
+        (("model", "width"), 3, "model.width: unknown key (known: kind, lookback, horizon, hidden,"),
+        (("model", "horizon"), 5, "model.horizon: set it in [signal]; the model follows the signal"),
         (("stages",), [], "stages: List should have at least 1 item"),
         (("stages", 1, "lr"), 0.0, "stages[1].lr: Input should be greater than 0, got 0.0"),
         (("stages", 0, "samples"), 10, "stages[0]: give steps or samples, not both"),
@@ -87,6 +93,12 @@ def test_bad_values_give_one_line_naming_the_key(path: tuple, value: object, mes
     with pytest.raises(ConfigError) as error:
         parse_run_config(_edited(*path, value=value))
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_model_config_from_a_table_names_the_model_key() -> None:
+    assert ModelConfig.from_dict(SEED_MODEL.model_dump()) == SEED_MODEL
+    with pytest.raises(ConfigError, match=r"^model\.kind: Input should be 'sparse_gru', .* got 'gpt'$"):
+        ModelConfig.from_dict({"kind": "gpt"})
 
 
 def test_set_overrides_index_into_the_stages(tmp_path: Path) -> None:
