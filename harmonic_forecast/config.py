@@ -167,7 +167,7 @@ class RunConfig(Table):
         """``[[stages]]`` tables become stages, with train's batch size and LR; :class:`Stage` objects stay."""
         if isinstance(value, list | tuple) and value and all(isinstance(stage, Stage) for stage in value):
             return handler(value)
-        train = info.data.get("train", TrainSettings())
+        train = info.data.get("train", TrainSettings())  # (absent when bad: that error is told first)
         return tuple(table.stage(index, train) for index, table in enumerate(STAGE_TABLES.validate_python(value)))
 
     @model_validator(mode="after")

@@ -1,8 +1,8 @@
 """The one-line error for bad user input, and the small checks the plain dataclasses use.
 
 Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
-can print it and exit with status 2 instead of showing a traceback. The run config
-(:mod:`harmonic_forecast.config`) is validated by pydantic instead, its errors turned into the same one line.
+can print it and exit with status 2 instead of showing a traceback. The run and model configs are
+pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turned into the same one line.
 """
 
 from __future__ import annotations
