@@ -26,11 +26,11 @@ from common import run_identity, sci, write_report
 from rich.console import Console
 from rich.table import Table
 
+from harmonic_forecast.config import RunConfig, load_run_config
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.evaluate import EvaluationSettings, evaluate
 from harmonic_forecast.forecast import load_forecaster
 from harmonic_forecast.model import SEED_MODEL
-from harmonic_forecast.run_config import RunConfig, load_run_config
 from harmonic_forecast.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +41,10 @@ QUICK_OVERRIDES = ["train.batch_size=48", "train.log_every=10", "eval.every=1000
 def with_budget(config: RunConfig, samples: int) -> RunConfig:
     """``config`` with every stage's steps scaled so the run trains on about ``samples`` signals."""
     scale = samples / (config.total_steps * config.train.batch_size)
-    stages = [
+    stages = tuple(
         dataclasses.replace(stage, steps=max(1, math.ceil(stage.steps * scale)), min_steps=0) for stage in config.stages
-    ]
-    return dataclasses.replace(config, stages=stages)
+    )
+    return config.model_copy(update={"stages": stages})
 
 
 def train_model(config: RunConfig, directory: Path, console: Console) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = EvaluationSettings(signals=256, fit_batches=1, fit_batch_size=1024) if args.quick else None
     settings = settings or EvaluationSettings(signals=args.signals)
     runs = {"default": with_budget(config, samples)}
-    runs["seed_gru"] = dataclasses.replace(runs["default"], model=SEED_MODEL)
+    runs["seed_gru"] = runs["default"].model_copy(update={"model": SEED_MODEL})
     training, forecasters = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, run in runs.items():
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": today,
         "host": host,
         "config": str(args.config),
-        "model": dataclasses.asdict(config.model),
+        "model": config.model.model_dump(),
         "quick": args.quick,
         "test_signals": settings.signals,
         "training": training,

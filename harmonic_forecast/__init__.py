@@ -6,14 +6,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harmonic_forecast.config import ConfigError
+    from harmonic_forecast.errors import ConfigError
     from harmonic_forecast.forecast import load_forecaster
     from harmonic_forecast.signals import SignalSpec
     from harmonic_forecast.stream import HarmonicStream
 
 __all__ = ["ConfigError", "HarmonicStream", "SignalSpec", "__version__", "load_forecaster"]
 __version__ = "0.1.0"
-_HOMES = {"ConfigError": "config", "HarmonicStream": "stream", "SignalSpec": "signals", "load_forecaster": "forecast"}
+_HOMES = {"ConfigError": "errors", "HarmonicStream": "stream", "SignalSpec": "signals", "load_forecaster": "forecast"}
 
 
 def __getattr__(name: str) -> Any:

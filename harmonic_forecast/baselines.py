@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from harmonic_forecast.config import ConfigError, require_float, require_int, require_pair
+from harmonic_forecast.errors import ConfigError, require_float, require_int, require_pair
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 
 MANIFEST = "manifest.json"
 SUPERSEDED = "superseded"  # checkpoints of another trajectory, moved aside by a run that starts earlier

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harmonic_forecast import __version__
-from harmonic_forecast.config import ConfigError
 from harmonic_forecast.cpu_allocator import keep_freed_memory
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import SPLITS, HarmonicStream
 
@@ -66,7 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     from harmonic_forecast.preemption import PID_FILE, StopRequest, is_main_process, write_exit_status
 
     with StopRequest():
-        from harmonic_forecast.run_config import load_run_config
+        from harmonic_forecast.config import load_run_config
 
         config = load_run_config(args.config, args.set)
         if args.max_steps is not None and args.max_steps < 1:

@@ -1,83 +1,229 @@
-"""Configuration errors and the small checks every config dataclass uses.
+"""A training run's configuration: the TOML file's tables as pydantic models, validated up front.
 
-Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
-can print it and exit with status 2 instead of showing a traceback.
+Sections: ``[train]`` (seed, batch, optimiser, loss, device, compilation, checkpoints), ``[eval]``,
+``[signal]`` (the base :class:`SignalSpec`, with optional ``[[signal.families]]`` tables: a mixture),
+``[model]``, ``[wandb]`` and one ``[[stages]]`` table per curriculum stage: its component band, a
+budget in ``steps`` or ``samples``, optionally its own ``lr``, ``noise``, ``drift``, ``families``
+(``[[stages.families]]`` tables, replacing the base's) and a promotion rule (``promote_below`` with
+``min_steps`` or ``min_samples``).
+
+A bad value is a :class:`ConfigError` of one line naming the key, e.g. ``train.batch_size: Input should
+be greater than or equal to 1, got 0`` or ``stages[1].lr: ...`` (:mod:`harmonic_forecast.tables`), which
+the CLI prints before exiting with status 2. ``--set key.sub=value`` overrides (``stages.N.key=value``
+for a stage) are applied to the TOML values before validation.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    InstanceOf,
+    StrictBool,
+    StrictStr,
+    TypeAdapter,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+from harmonic_forecast.curriculum import Stage
+from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.losses import LOSSES
+from harmonic_forecast.model import ModelConfig
+from harmonic_forecast.signals import SignalSpec, parse_families
+from harmonic_forecast.tables import Count, Float, Int, NonNegative, Positive, Rate, Table, validated
+
+Level = Annotated[Float, Field(ge=0, le=10)]
+Noise = Level | Annotated[tuple[Level, ...], Field(min_length=1)]  # one σ, or one per signal class
 
 
-class ConfigError(ValueError):
-    """Bad user input (config, checkpoint, data); its message is one line naming the field."""
+class TrainSettings(Table):
+    """The ``[train]`` section."""
+
+    seed: Count = 0
+    batch_size: Positive = 256
+    lr: Rate = 2e-3
+    weight_decay: NonNegative = 0.0
+    warmup_steps: Count = 100
+    min_lr_ratio: Annotated[Float, Field(ge=0, le=1)] = 0.1
+    grad_clip: NonNegative = 1.0
+    loss: Literal[LOSSES] = "weighted_mse"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["auto"] | StrictBool = "auto"  # torch.compile the training step: true, false or auto (CUDA only)
+    grad_accum: Positive = 1
+    log_every: Positive = 50
+    checkpoint_every: Positive = 1000
+    keep_last: Positive = 3
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self) -> TrainSettings:
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"train.grad_accum: {self.grad_accum} does not divide train.batch_size {self.batch_size}")
+        return self
 
 
-def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{field}: expected an integer, got {value!r}")
-    return _within(field, value, minimum, maximum)
+class EvalSettings(Table):
+    """The ``[eval]`` section: validation every ``every`` steps on ``batches`` x ``batch_size`` signals per band."""
+
+    every: Positive = 500
+    batches: Positive = 4
+    batch_size: Positive = 1024
 
 
-def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
-    """Return ``value`` as a finite float within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{field}: expected a number, got {value!r}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{field}: must be finite, got {value}")
-    return _within(field, value, minimum, maximum)
+class WandbSettings(Table):
+    """The ``[wandb]`` section: off unless enabled; offline unless ``mode = "online"``."""
+
+    enabled: StrictBool = False
+    mode: Literal["offline", "online"] = "offline"
+    project: StrictStr = "harmonic-forecast"
+    name: StrictStr = ""
 
 
-def _within(field: str, value: Any, minimum: Any, maximum: Any) -> Any:
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{field}: must be <= {maximum}, got {value}")
-    return value
+class StageTable(Table):
+    """One ``[[stages]]`` table as written; :class:`RunConfig` turns it into a :class:`Stage` in steps."""
+
+    components: tuple[Int, Int]  # the band's order is checked with the stage's SignalSpec
+    steps: Positive | None = None
+    samples: Positive | None = None
+    lr: Rate | None = None  # default: train.lr
+    noise: Noise | None = None
+    drift: Literal["linear"] | StrictBool | None = None
+    families: list[dict[str, Any]] | None = None  # names and weights checked by parse_families, values by SignalSpec
+    promote_below: NonNegative | None = None
+    min_steps: Count | None = None
+    min_samples: Count | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> StageTable:
+        if self.steps is None and self.samples is None:
+            raise ValueError("needs a budget, steps = N or samples = N")
+        for steps, samples in (("steps", "samples"), ("min_steps", "min_samples")):
+            if getattr(self, steps) is not None and getattr(self, samples) is not None:
+                raise ValueError(f"give {steps} or {samples}, not both")
+        return self
+
+    def stage(self, index: int, train: TrainSettings) -> Stage:
+        """The stage, its budgets in optimiser steps of ``train.batch_size`` signals."""
+
+        def steps(steps: int | None, samples: int | None) -> int:
+            return steps if samples is None else math.ceil(samples / train.batch_size)
+
+        families = None if self.families is None else parse_families(f"stages[{index}].families", self.families)
+        return Stage(
+            components=self.components,
+            steps=steps(self.steps, self.samples),
+            lr=train.lr if self.lr is None else self.lr,
+            noise=self.noise,
+            drift=self.drift,
+            families=families,
+            promote_below=self.promote_below,
+            min_steps=steps(self.min_steps or 0, self.min_samples),
+        )
 
 
-def require_bool(field: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{field}: expected true or false, got {value!r}")
-    return value
+STAGE_TABLES = TypeAdapter(Annotated[list[StageTable], Field(min_length=1)])
 
 
-def require_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
-    if value not in choices:
-        raise ConfigError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
-    return value
+class RunConfig(Table):
+    """Everything a training run needs."""
+
+    train: TrainSettings = TrainSettings()
+    eval: EvalSettings = EvalSettings()
+    signal: InstanceOf[SignalSpec] = SignalSpec()
+    model: ModelConfig = Field(default_factory=dict, validate_default=True)
+    stages: tuple[InstanceOf[Stage], ...]
+    wandb: WandbSettings = WandbSettings()
+
+    @field_validator("signal", mode="before")
+    @classmethod
+    def _signal(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return SignalSpec.from_dict(value)
+        if not isinstance(value, SignalSpec):
+            raise ValueError("expected a table")
+        return value
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any, info: ValidationInfo) -> Any:
+        """A ``[model]`` table takes its lookback and horizon from the signal."""
+        if not isinstance(value, dict):
+            return value
+        for key in ("lookback", "horizon"):
+            if key in value:
+                raise ConfigError(f"model.{key}: set it in [signal]; the model follows the signal")
+        signal = info.data.get("signal", SignalSpec())
+        return {**value, "lookback": signal.lookback, "horizon": signal.horizon}
+
+    @field_validator("stages", mode="wrap")
+    @classmethod
+    def _stages(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> tuple[Stage, ...]:
+        """``[[stages]]`` tables become stages, with train's batch size and LR; :class:`Stage` objects stay."""
+        if isinstance(value, list | tuple) and value and all(isinstance(stage, Stage) for stage in value):
+            return handler(value)
+        train = info.data.get("train", TrainSettings())  # (absent when bad: that error is told first)
+        return tuple(table.stage(index, train) for index, table in enumerate(STAGE_TABLES.validate_python(value)))
+
+    @model_validator(mode="after")
+    def _stage_specs(self) -> RunConfig:
+        """Each stage's band, noise and families must make a valid :class:`SignalSpec` with the base."""
+        for index, stage in enumerate(self.stages):
+            try:
+                self.stage_spec(stage)
+            except ConfigError as error:
+                if stage.families is None or not str(error).startswith("signal.families"):
+                    raise
+                raise ConfigError(str(error).replace("signal.", f"stages[{index}].", 1)) from None
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps over all stages."""
+        return sum(stage.steps for stage in self.stages)
+
+    def stage_spec(self, stage: Stage) -> SignalSpec:
+        """The signal spec of a stage: the base spec with the stage's band (and noise, drift, families)."""
+        noise = self.signal.noise if stage.noise is None else stage.noise
+        drift = self.signal.drift if stage.drift is None else stage.drift
+        families = self.signal.families if stage.families is None else stage.families
+        return self.signal.replace(components=stage.components, noise=noise, drift=drift, families=families)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (for wandb and the checkpoint)."""
+        return self.model_dump()
 
 
-def require_pair(field: str, value: Any, *, integer: bool) -> tuple[Any, Any]:
-    """Return ``value`` as a 2-tuple of numbers (ints when ``integer``)."""
-    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ConfigError(f"{field}: expected a pair [low, high], got {value!r}")
-    check = require_int if integer else require_float
-    return check(f"{field}[0]", value[0]), check(f"{field}[1]", value[1])
+TABLES = {  # the table under each key, for the known keys of an unknown one
+    "": RunConfig,
+    "train": TrainSettings,
+    "eval": EvalSettings,
+    "model": ModelConfig,
+    "stages": StageTable,
+    "wandb": WandbSettings,
+}
 
 
-def reject_unknown(section: str, values: dict[str, Any], known: set[str]) -> None:
-    """Raise for the first key of ``values`` that is not in ``known``."""
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+def parse_run_config(values: dict[str, Any]) -> RunConfig:
+    """Validate a config dict (from TOML) into a :class:`RunConfig`."""
+    return validated(RunConfig, values, tables=TABLES)
 
 
-def require_table(field: str, value: Any) -> dict[str, Any]:
-    """Return ``value`` if it is a TOML table (dict)."""
-    if not isinstance(value, dict):
-        raise ConfigError(f"{field}: expected a table, got {value!r}")
-    return value
+def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read, override and validate a TOML run config."""
+    return parse_run_config(load_toml(path, overrides))
 
 
 def load_toml(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
-    """Read a TOML file and apply ``key.sub=value`` overrides (values in TOML syntax, bare words as strings)."""
+    """Read a TOML file and apply ``key.sub=value`` overrides (values in TOML syntax, bare words as strings).
+
+    A number in the key indexes an array of tables: ``stages.1.lr=1e-3`` sets the second stage's LR.
+    """
     path = Path(path)
     try:
         values = tomllib.loads(path.read_text())
@@ -87,15 +233,34 @@ def load_toml(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
     for override in overrides:
         key, separator, text = override.partition("=")
-        if not separator or not key.strip():
+        key = key.strip()
+        if not separator or not key:
             raise ConfigError(f"--set {override}: expected key=value")
         try:
             value = tomllib.loads(f"value = {text}")["value"]
         except tomllib.TOMLDecodeError:
             value = text
-        *parents, leaf = key.strip().split(".")
-        table = values
-        for parent in parents:
-            table = require_table(f"--set {key}", table.setdefault(parent, {}))
-        table[leaf] = value
+        *parents, leaf = key.split(".")
+        node: Any = values
+        for depth, part in enumerate(parents):
+            node = _entry(node, part, key, ".".join(parents[:depth]))
+            if not isinstance(node, dict | list):
+                raise ConfigError(f"--set {key}: {'.'.join(parents[: depth + 1])} is not a table, it is {node!r}")
+        if isinstance(node, list):
+            node[_index(node, leaf, key, ".".join(parents))] = value
+        else:
+            node[leaf] = value
     return values
+
+
+def _entry(node: dict[str, Any] | list[Any], part: str, key: str, where: str) -> Any:
+    """The table (made if absent) or array element called ``part`` in ``node``."""
+    if isinstance(node, list):
+        return node[_index(node, part, key, where)]
+    return node.setdefault(part, {})
+
+
+def _index(array: list[Any], part: str, key: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(array):
+        raise ConfigError(f"--set {key}: {where} has {len(array)} entries (0 to {len(array) - 1}), not {part!r}")
+    return int(part)

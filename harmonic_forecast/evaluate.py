@@ -23,7 +23,7 @@ import torch
 from rich.table import Table
 
 from harmonic_forecast.baselines import fit_baselines, naive
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.stream import HarmonicStream
 from harmonic_forecast.suites import SUITES, synthetic_sets

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from harmonic_forecast import baselines
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster, check_series, series_windows
 from harmonic_forecast.losses import weighted_mse
 from harmonic_forecast.scaling import lookback_statistics, scale_windows

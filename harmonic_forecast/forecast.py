@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.model import CONFIG_FILE, Forecaster
 from harmonic_forecast.scaling import scale_windows, unscale
 

@@ -36,31 +36,24 @@ forecasts NaN in every step (:func:`nan_where_nonfinite`) and leaves the other r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, StrictBool, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harmonic_forecast.config import (
-    ConfigError,
-    reject_unknown,
-    require_bool,
-    require_choice,
-    require_int,
-    require_pair,
-)
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.losses import mse
 from harmonic_forecast.scaling import scale_windows, unscale
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.sparse_fit import PeriodSparseFit, SparseSkip
 from harmonic_forecast.spectral import rfft_features
+from harmonic_forecast.tables import Int, Positive, Table, validated
 from harmonic_forecast.wiener import WienerSkip
 
 CONFIG_FILE = "config.json"
@@ -70,39 +63,33 @@ INPUT_SCALINGS = ("lookback", "none")  # "none": models saved before the scaling
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which forecaster and its shape; the seed's final model is ``seed_gru`` with H = 140, width 100."""
+class ModelConfig(Table):
+    """Which forecaster and its shape; the seed's final model is ``seed_gru`` with H = 140, width 100.
 
-    kind: str = "sparse_gru"
-    lookback: int = 100
-    horizon: int = 10
-    hidden: int = 128
-    encoder_width: int = 256
-    detach_feedback: bool = True
-    periods: tuple[int, int] = (10, 100)  # sparse_gru: the integer period grid of its sparse fit (half-open)
-    sparse_iterations: int = 16  # sparse_gru: EM updates of the sparse fit per window
-    input_scaling: str = "lookback"  # "lookback": scale each window by its own lookback inside the model (see below)
+    Built from user values with :meth:`from_dict` (a one-line :class:`ConfigError` for a bad one).
+    """
 
-    def __post_init__(self) -> None:
-        require_choice("model.kind", self.kind, MODEL_KINDS)
-        require_int("model.lookback", self.lookback, minimum=2)
-        require_int("model.horizon", self.horizon, minimum=1)
-        require_int("model.hidden", self.hidden, minimum=4)
-        require_int("model.encoder_width", self.encoder_width, minimum=1)
-        require_bool("model.detach_feedback", self.detach_feedback)
-        low, high = require_pair("model.periods", self.periods, integer=True)
-        if not 2 <= low < high:
-            raise ConfigError(f"model.periods: need 2 <= low < high (half-open), got ({low}, {high})")
-        object.__setattr__(self, "periods", (low, high))
-        require_int("model.sparse_iterations", self.sparse_iterations, minimum=1)
-        require_choice("model.input_scaling", self.input_scaling, INPUT_SCALINGS)
+    kind: Literal[MODEL_KINDS] = "sparse_gru"
+    lookback: Annotated[Int, Field(ge=2)] = 100
+    horizon: Positive = 10
+    hidden: Annotated[Int, Field(ge=4)] = 128
+    encoder_width: Positive = 256
+    detach_feedback: StrictBool = True
+    periods: tuple[Int, Int] = (10, 100)  # sparse_gru: the integer period grid of its sparse fit (half-open)
+    sparse_iterations: Positive = 16  # sparse_gru: EM updates of the sparse fit per window
+    input_scaling: Literal[INPUT_SCALINGS] = "lookback"  # "lookback": scale each window by its own lookback (below)
+
+    @field_validator("periods")
+    @classmethod
+    def _period_grid(cls, periods: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= periods[0] < periods[1]:
+            raise ValueError("need 2 <= low < high (half-open)")
+        return periods
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Build from a config table; unknown keys are an error."""
-        reject_unknown("model", values, {field.name for field in dataclasses.fields(cls)})
-        return cls(**values)
+        return validated(cls, values, "model")
 
 
 SEED_MODEL = ModelConfig(kind="seed_gru", hidden=140, encoder_width=100)  # the notebook's final model
@@ -161,7 +148,7 @@ class Forecaster(nn.Module):
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        values = dataclasses.asdict(self.config)
+        values = self.config.model_dump()
         config = {"model_type": values.pop("kind"), **values}
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         tensors = self.state_dict() if state_dict is None else state_dict

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from harmonic_forecast.config import ConfigError, require_int
+from harmonic_forecast.errors import ConfigError, require_int
 from harmonic_forecast.spectral import harmonics, reconstruct
 
 DPI = 100

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmonic_forecast.config import ConfigError, require_int
+from harmonic_forecast.errors import ConfigError, require_int
 
 MACRO_COLUMNS = ("realgdp", "realinv", "cpi", "unemp", "tbilrate", "infl")
 

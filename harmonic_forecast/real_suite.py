@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from harmonic_forecast.baselines import LinearMap, backtest_autoregressive, naive, seasonal_naive
-from harmonic_forecast.config import require_int
+from harmonic_forecast.errors import require_int
 from harmonic_forecast.evaluate import (
     TEST_SEED,
     metric_markdown,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 
 SUFFIXES = (".csv", ".npy")
 

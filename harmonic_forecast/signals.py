@@ -40,7 +40,8 @@ from typing import Any
 
 import torch
 
-from harmonic_forecast.config import (
+from harmonic_forecast.counter_rng import _signed, bit_field, uniform, uniform_index, words_for
+from harmonic_forecast.errors import (
     ConfigError,
     reject_unknown,
     require_bool,
@@ -49,7 +50,6 @@ from harmonic_forecast.config import (
     require_int,
     require_pair,
 )
-from harmonic_forecast.counter_rng import _signed, bit_field, uniform, uniform_index, words_for
 
 # Counter layout of one signal: 2**12 slots, each a 64-bit random word.
 SLOTS_PER_SIGNAL = 1 << 12

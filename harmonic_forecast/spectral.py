@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from harmonic_forecast.config import ConfigError, require_int
+from harmonic_forecast.errors import ConfigError, require_int
 
 
 def _window_length(window: Tensor) -> int:

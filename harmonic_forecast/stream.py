@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from harmonic_forecast.config import ConfigError, require_choice, require_int
 from harmonic_forecast.counter_rng import stream_key
+from harmonic_forecast.errors import ConfigError, require_choice, require_int
 from harmonic_forecast.signals import SLOTS_PER_SIGNAL, SignalSpec, synthesize
 
 SPLITS = ("train", "validation", "test")

@@ -41,14 +41,14 @@ from harmonic_forecast.checkpoint import (
     verify_checkpoint,
     write_failure,
 )
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.config import RunConfig
 from harmonic_forecast.curriculum import CurriculumState, learning_rate, promotion_due, stage_finished
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import loss_function
 from harmonic_forecast.model import Forecaster, build_model, flops_per_sample, load_weights, read_model_config
 from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.preemption import PID_FILE, StopRequest
-from harmonic_forecast.run_config import RunConfig
 from harmonic_forecast.signals import band_label, set_label
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.stream import HarmonicStream

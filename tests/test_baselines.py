@@ -23,7 +23,7 @@ from harmonic_forecast.baselines import (
     naive,
     seasonal_naive,
 )
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 
 LOOKBACK, HORIZON = 100, 10
 

@@ -10,7 +10,7 @@ import torch
 
 from harmonic_forecast import load_forecaster
 from harmonic_forecast.cli import main
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, robustness, score
 from harmonic_forecast.suites import SHIFT_FAMILIES, shift_sets
 

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from harmonic_forecast import HarmonicStream, SignalSpec
+from harmonic_forecast.config import RunConfig, load_run_config
 from harmonic_forecast.losses import weighted_mse
 from harmonic_forecast.model import SEED_MODEL, ModelConfig, build_model
-from harmonic_forecast.run_config import RunConfig, load_run_config
 from harmonic_forecast.train import TrainingObjective, train
 from tests.device_recorder import DeviceRecorder
 from tests.run_helpers import write_config

@@ -10,10 +10,10 @@ import torch
 from matplotlib.image import imread
 
 from harmonic_forecast import HarmonicStream, SignalSpec
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.config import parse_run_config
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.model import ModelConfig, build_model
 from harmonic_forecast.plots import plot_error_by_step, plot_forecasts, plot_training_curves, read_metrics
-from harmonic_forecast.run_config import parse_run_config
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.train import train
 

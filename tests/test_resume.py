@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint, verify_checkpoint
 from harmonic_forecast.cli import main
-from harmonic_forecast.run_config import load_run_config
+from harmonic_forecast.config import load_run_config
 from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, train
 from tests.run_helpers import (
     LONG_RUN,

@@ -15,8 +15,8 @@ import torch
 from scipy import stats
 
 from harmonic_forecast import ConfigError, HarmonicStream, SignalSpec
+from harmonic_forecast.config import parse_run_config
 from harmonic_forecast.counter_rng import stream_key
-from harmonic_forecast.run_config import parse_run_config
 from harmonic_forecast.signals import (
     SLOTS_PER_SIGNAL,
     ar1_coefficient,

@@ -9,7 +9,7 @@ import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.baselines import PeriodDictionary, mse
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.model import ModelConfig, build_model
 from harmonic_forecast.sparse_fit import PeriodSparseFit, SparseSkip
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.spectral import Spectrum, dft_forecast, harmonics, reconstruct, rfft_features
 
 

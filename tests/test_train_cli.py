@@ -12,8 +12,8 @@ import pytest
 
 from harmonic_forecast import ConfigError
 from harmonic_forecast.cli import main
+from harmonic_forecast.config import load_run_config
 from harmonic_forecast.model import SeedGRUForecaster, SparseGRUForecaster
-from harmonic_forecast.run_config import load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -121,7 +121,7 @@ def test_max_steps_and_overrides(tmp_path: Path) -> None:
         (("horizon = 10", "horizon = 10\nnoize = 1"), "signal.noize: unknown key"),
         (("[eval]", "[evaluation]"), "config.evaluation: unknown key"),
         (("lookback = 100", "lookback = 100\n[[["), "invalid TOML"),
-        (("lr = 3e-3", 'lr = "fast"'), "train.lr: expected a number"),
+        (("lr = 3e-3", 'lr = "fast"'), "train.lr: Input should be a valid number"),
         (("log_every = 10", "log_every = 10\ngrad_accum = 3"), "train.grad_accum"),
         (("steps = 30\n[[stages]]", "steps = 30\nsamples = 100\n[[stages]]"), "give steps or samples"),
         (("steps = 30\n[[stages]]", "steps = 30\npromote_below = -1.0\n[[stages]]"), "stages[0].promote_below"),

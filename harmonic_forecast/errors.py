@@ -1,0 +1,68 @@
+"""The one-line error for bad user input, and the small checks the plain dataclasses use.
+
+Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
+can print it and exit with status 2 instead of showing a traceback. The run and model configs are
+pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turned into the same one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input (config, checkpoint, data); its message is one line naming the field."""
+
+
+def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field}: expected an integer, got {value!r}")
+    return _within(field, value, minimum, maximum)
+
+
+def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """Return ``value`` as a finite float within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{field}: expected a number, got {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{field}: must be finite, got {value}")
+    return _within(field, value, minimum, maximum)
+
+
+def _within(field: str, value: Any, minimum: Any, maximum: Any) -> Any:
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{field}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{field}: must be <= {maximum}, got {value}")
+    return value
+
+
+def require_bool(field: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field}: expected true or false, got {value!r}")
+    return value
+
+
+def require_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{field}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def require_pair(field: str, value: Any, *, integer: bool) -> tuple[Any, Any]:
+    """Return ``value`` as a 2-tuple of numbers (ints when ``integer``)."""
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ConfigError(f"{field}: expected a pair [low, high], got {value!r}")
+    check = require_int if integer else require_float
+    return check(f"{field}[0]", value[0]), check(f"{field}[1]", value[1])
+
+
+def reject_unknown(section: str, values: dict[str, Any], known: set[str]) -> None:
+    """Raise for the first key of ``values`` that is not in ``known``."""
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
