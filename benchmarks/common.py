@@ -1,4 +1,5 @@
-"""Pieces the benchmark scripts share: the seed-style data pipeline, timing helpers, number formats."""
+"""Pieces the benchmark scripts share: timing helpers, number formats, and the seed-style pipeline
+(re-exported from :mod:`harmonic_forecast.testing`, where the tests' oracle lives too)."""
 
 from __future__ import annotations
 
@@ -11,47 +12,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
-from torch.utils.data import Dataset
+
+from harmonic_forecast.testing import SeedStyleSignals
 
 Batch = tuple[torch.Tensor, ...]
-
-
-class SeedStyleSignals(Dataset):
-    """One numpy-made signal per item, as the seed notebook's ``generate_signal``: ``(lookback, target)``."""
-
-    def __init__(
-        self,
-        components: tuple[int, int],
-        lookback: int = 100,
-        horizon: int = 10,
-        periods: tuple[int, int] = (10, 100),
-        size: int = 1 << 20,
-    ) -> None:
-        self.components, self.lookback, self.horizon, self.periods, self.size = (
-            components,
-            lookback,
-            horizon,
-            periods,
-            size,
-        )
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        k = np.random.randint(*self.components)
-        periods = np.random.randint(*self.periods, k)
-        phases = np.random.rand(k) * 2 * np.pi
-        amplitudes = np.random.rand(k)
-        amplitudes /= amplitudes.sum()
-        t = np.arange(self.lookback + self.horizon)
-        x = sum(a * np.sin(2 * np.pi * t / p + phi) for a, p, phi in zip(amplitudes, periods, phases, strict=True))
-        x /= np.max(np.abs(x))
-        lookback, target = x[: self.lookback], x[self.lookback :]
-        return torch.tensor(lookback, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+__all__ = ["SeedStyleSignals"]  # and everything defined below
 
 
 def forever(batches: Iterable[Batch]) -> Iterator[Batch]:

@@ -24,38 +24,27 @@ from typing import Any
 from common import format_ratio, parse_arguments, run_identity, sci, write_report
 from rich.console import Console
 
+from harmonic_forecast.testing import tiny_config, write_config
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_CONFIGS = {1: None, 2: ROOT / "launch" / "accelerate" / "cpu_2proc.yaml"}
 TARGET_RATIO = 1.6
-CONFIG = """
-[train]
-batch_size = {batch}
-lr = 1e-3
-warmup_steps = 10
-log_every = {log_every}
-checkpoint_every = 1000000
-[eval]
-every = 1000000
-batches = 1
-batch_size = 256
-[signal]
-lookback = 100
-horizon = 10
-[model]
-kind = "seed_gru"
-hidden = 140
-encoder_width = 100
-[[stages]]
-components = [3, 45]
-steps = {steps}
-"""
+
+
+def _config(batch: int, steps: int, log_every: int) -> dict[str, Any]:
+    """The seed model at the seed's size on (3,45), no evaluation or checkpoints inside the timed run."""
+    return tiny_config(
+        train={"batch_size": batch, "lr": 1e-3, "warmup_steps": 10, "log_every": log_every, "checkpoint_every": 10**6},
+        eval={"every": 10**6, "batches": 1, "batch_size": 256},
+        model={"kind": "seed_gru", "hidden": 140, "encoder_width": 100},
+        stages=[{"components": [3, 45], "steps": steps}],
+    )
 
 
 def _run(processes: int, per_process_batch: int, steps: int, directory: Path) -> float:
     """Median samples/s of one training run with ``processes`` processes."""
     log_every = max(1, steps // 6)
-    config = directory / f"ddp{processes}.toml"
-    config.write_text(CONFIG.format(batch=per_process_batch * processes, steps=steps, log_every=log_every))
+    config = write_config(directory, _config(per_process_batch * processes, steps, log_every), f"ddp{processes}.toml")
     run = directory / f"run{processes}"
     train = ["-m", "harmonic_forecast", "train", "--config", str(config), "--output-dir", str(run)]
     launcher = LAUNCH_CONFIGS[processes]

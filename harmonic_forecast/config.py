@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -231,6 +232,12 @@ def load_toml(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML ({error})") from None
+    return apply_overrides(values, overrides)
+
+
+def apply_overrides(values: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` settings to ``values`` in place and return it (values in TOML syntax,
+    bare words as strings; a number in the key indexes an array of tables). Raises :class:`ConfigError`."""
     for override in overrides:
         key, separator, text = override.partition("=")
         key = key.strip()

@@ -1,4 +1,4 @@
-"""Tiny run configs and helpers to run the trainer in-process or as a real subprocess."""
+"""Helpers to run the trainer as a real subprocess; the tiny configs come from :mod:`harmonic_forecast.testing`."""
 
 from __future__ import annotations
 
@@ -9,42 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from harmonic_forecast.testing import tiny_config, write_config
+
+__all__ = ["tiny_config", "write_config"]  # re-exported for the tests
+
 ROOT = Path(__file__).resolve().parents[1]
-
-TINY = """
-[train]
-batch_size = 32
-lr = 3e-3
-warmup_steps = 3
-log_every = 5
-checkpoint_every = 5
-keep_last = 2
-[eval]
-every = 4
-batches = 1
-batch_size = 64
-[signal]
-lookback = 100
-horizon = 10
-[model]
-kind = "wiener_gru"  # the engine tests' model: the default's network over a skip path 20x cheaper to fit
-hidden = 16
-encoder_width = 16
-[[stages]]
-components = [3, 5]
-steps = 13
-[[stages]]
-components = [3, 8]
-steps = 7
-noise = 0.05
-"""
-
-
-def write_config(directory: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
-    """Write a config file and return its path."""
-    path = directory / name
-    path.write_text(text)
-    return path
 
 
 def digest(path: Path) -> str:
@@ -80,11 +49,9 @@ def launch(accelerate_config: str | Path, *args: str, cwd: Path, timeout: float 
     )
 
 
-LONG_RUN = (
-    TINY.replace("steps = 7", "steps = 3000")
-    .replace("log_every = 5", "log_every = 1")
-    .replace("checkpoint_every = 5", "checkpoint_every = 100000")
-)  # TINY that logs every step and checkpoints only when stopped
+LONG_RUN = tiny_config(
+    "stages.1.steps=3000", "train.log_every=1", "train.checkpoint_every=100000"
+)  # the tiny config, logging every step and checkpointing only when stopped
 
 
 def start_training(directory: Path, logged_steps: int, timeout: float = 180) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.run_helpers import ROOT, TINY, launch, run_cli, write_config
+from tests.run_helpers import ROOT, launch, run_cli, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_deepspeed_checkpoint_refuses_a_plain_resume(tmp_path: Path) -> None:
 
 
 def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
-    write_config(tmp_path, TINY.replace("steps = 13", "steps = 2").replace("steps = 7", "steps = 2"))
+    write_config(tmp_path, tiny_config("stages.0.steps=2", "stages.1.steps=2"))
     for attempt in range(3):
         result = launch(
             "zero3_cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path
@@ -64,7 +64,7 @@ def _assert_same_weights(run: Path, reference: Path) -> None:
 
 def test_zero2_gradient_accumulation_takes_one_optimizer_step_per_trainer_step(tmp_path: Path, single: Path) -> None:
     # Accumulating 2 micro-batches on 2 processes is the plain run's batch of 32, stepped once per trainer step.
-    write_config(tmp_path, TINY.replace("[eval]", "grad_accum = 2\n[eval]"))
+    write_config(tmp_path, tiny_config("train.grad_accum=2"))
     result = launch("zero2_cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     engine = torch.load(

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from harmonic_forecast.train import EXIT_DIVERGED
-from tests.run_helpers import ROOT, TINY, launch, run_cli, write_config
+from tests.run_helpers import ROOT, launch, run_cli, tiny_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_resume_on_another_world_size(tmp_path: Path, single: Path, first: str, 
 
 def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
     """Several short 2-process runs in a row all exit 0 (no abort at interpreter exit)."""
-    write_config(tmp_path, TINY.replace("steps = 13", "steps = 2").replace("steps = 7", "steps = 2"))
+    write_config(tmp_path, tiny_config("stages.0.steps=2", "stages.1.steps=2"))
     for attempt in range(6):
         result = launch("cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -20,35 +20,25 @@ from harmonic_forecast.losses import weighted_mse
 from harmonic_forecast.model import SEED_MODEL, ModelConfig, build_model
 from harmonic_forecast.train import TrainingObjective, train
 from tests.device_recorder import DeviceRecorder
-from tests.run_helpers import write_config
+from tests.run_helpers import tiny_config, write_config
 
 pytestmark = pytest.mark.gpu
 
 CUDA = torch.device("cuda")
 WARMUP_STEPS = 3  # compilation, CUDA-graph warm-up and recording may synchronise
-SEED_SIZED = """
-[train]
-batch_size = 1024
-lr = 1e-3
-warmup_steps = 5
-log_every = 10
-checkpoint_every = 1000
-device = "cuda"
-[eval]
-every = 1000
-batches = 1
-batch_size = 1024
-[signal]
-lookback = 100
-horizon = 10
-[model]
-kind = "seed_gru"
-hidden = 140
-encoder_width = 100
-[[stages]]
-components = [3, 45]
-steps = 40
-"""
+SEED_SIZED = tiny_config(
+    train={
+        "batch_size": 1024,
+        "lr": 1e-3,
+        "warmup_steps": 5,
+        "log_every": 10,
+        "checkpoint_every": 1000,
+        "device": "cuda",
+    },
+    eval={"every": 1000, "batches": 1, "batch_size": 1024},
+    model={"kind": "seed_gru", "hidden": 140, "encoder_width": 100},
+    stages=[{"components": [3, 45], "steps": 40}],
+)
 
 
 def _config(tmp_path: Path, compile_step: bool) -> RunConfig:

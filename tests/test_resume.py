@@ -21,18 +21,18 @@ from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAI
 from tests.run_helpers import (
     LONG_RUN,
     ROOT,
-    TINY,
     cli_command,
     digest,
     run_cli,
     start_training,
+    tiny_config,
     tree_digests,
     write_config,
 )
 
 
-def _train(tmp_path: Path, name: str, text: str = TINY, **kwargs) -> Path:
-    config = load_run_config(write_config(tmp_path, text, f"{name}.toml"))
+def _train(tmp_path: Path, name: str, config: dict | None = None, **kwargs) -> Path:
+    config = load_run_config(write_config(tmp_path, config, f"{name}.toml"))
     train(config, tmp_path / name, **kwargs)
     return tmp_path / name
 
@@ -71,30 +71,28 @@ def test_stopped_and_resumed_run_is_bitwise_identical(tmp_path: Path, uninterrup
 
 def test_default_model_stopped_and_resumed_is_bitwise_identical(tmp_path: Path) -> None:
     """The sparse skip path's fit and calibration travel in the checkpoint: a resume does not refit."""
-    text = TINY.replace('kind = "wiener_gru"', 'kind = "sparse_gru"')
-    full = _train(tmp_path, "full", text)
-    _train(tmp_path, "split", text, max_steps=10)
-    _train(tmp_path, "split", text, resume="auto")
+    config = tiny_config("model.kind=sparse_gru")
+    full = _train(tmp_path, "full", config)
+    _train(tmp_path, "split", config, max_steps=10)
+    _train(tmp_path, "split", config, resume="auto")
     assert digest(tmp_path / "split" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
 
 
 def test_promotion_rule_is_resumed_exactly(tmp_path: Path) -> None:
-    text = TINY.replace("steps = 13", "steps = 13\npromote_below = 10.0\nmin_steps = 6")
-    full = _train(tmp_path, "full", text)
+    config = tiny_config("stages.0.promote_below=10.0", "stages.0.min_steps=6")
+    full = _train(tmp_path, "full", config)
     records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in records if r["kind"] == "train"] == [0, 1, 1]  # promoted at step 8, ends at 15
     state = json.loads((full / "checkpoints" / "step_15" / "trainer_state.json").read_text())
     assert state["curriculum"] == {"stage": 1, "stage_start": 8}
-    _train(tmp_path, "split", text, max_steps=6)
-    _train(tmp_path, "split", text, resume="auto")
+    _train(tmp_path, "split", config, max_steps=6)
+    _train(tmp_path, "split", config, resume="auto")
     assert digest(full / "model" / "model.safetensors") == digest(tmp_path / "split" / "model" / "model.safetensors")
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path: Path) -> None:
-    whole = _train(tmp_path, "whole", TINY.replace("steps = 7", "steps = 2"))
-    halves = _train(
-        tmp_path, "halves", TINY.replace("steps = 7", "steps = 2").replace("[eval]", "grad_accum = 2\n[eval]")
-    )
+    whole = _train(tmp_path, "whole", tiny_config("stages.1.steps=2"))
+    halves = _train(tmp_path, "halves", tiny_config("stages.1.steps=2", "train.grad_accum=2"))
     a = load_file(str(whole / "model" / "model.safetensors"))
     b = load_file(str(halves / "model" / "model.safetensors"))
     assert all(torch.allclose(a[name], b[name], atol=1e-5) for name in a)
@@ -130,9 +128,9 @@ def test_bad_checkpoints_exit_2_and_change_nothing(
     checkpoint = output / "checkpoints" / "step_10"
     config = write_config(tmp_path)
     if how == "architecture":
-        config = write_config(tmp_path, TINY.replace("hidden = 16", "hidden = 24"))
+        config = write_config(tmp_path, tiny_config("model.hidden=24"))
     elif how == "batch":
-        config = write_config(tmp_path, TINY.replace("batch_size = 32", "batch_size = 64"))
+        config = write_config(tmp_path, tiny_config("train.batch_size=64"))
     else:
         _damage(checkpoint, how)
     target = tmp_path / "nowhere" if how == "absent" else checkpoint
@@ -161,11 +159,11 @@ def _step_digests(run: Path) -> dict[int, str]:
 
 def test_resuming_an_older_checkpoint_moves_the_other_trajectory_aside(tmp_path: Path) -> None:
     """A step_N always holds this run's state at step N: never the abandoned branch's, never leftovers."""
-    text = TINY.replace("keep_last = 2", "keep_last = 4")
-    run = _train(tmp_path, "run", text, max_steps=15)
+    config = tiny_config("train.keep_last=4")
+    run = _train(tmp_path, "run", config, max_steps=15)
     first = _step_digests(run)
     assert sorted(first) == [5, 10, 15]
-    branch = text.replace("lr = 3e-3", "lr = 1e-4")
+    branch = tiny_config("train.keep_last=4", "train.lr=1e-4")
     _train(tmp_path, "run", branch, max_steps=15, resume=str(run / "checkpoints" / "step_5"))
     second = _step_digests(run)
     assert sorted(second) == [5, 10, 15] and second[5] == first[5]
@@ -177,15 +175,14 @@ def test_resuming_an_older_checkpoint_moves_the_other_trajectory_aside(tmp_path:
     }
     assert latest_checkpoint(run / "checkpoints").name == "step_15"
     # A fresh run in a directory holding another run's checkpoints writes its own (the same as `run`'s first).
-    _train(tmp_path, "run", text, max_steps=10)
+    _train(tmp_path, "run", config, max_steps=10)
     assert _step_digests(run) == {5: first[5], 10: first[10]}
     assert len(list((run / "checkpoints" / "superseded").iterdir())) == 2
 
 
 def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None:
-    text = TINY.replace("lr = 3e-3", "lr = 1e30").replace("log_every = 5", "log_every = 1000")
-    text = text.replace("checkpoint_every = 5", "checkpoint_every = 1").replace("keep_last = 2", "keep_last = 50")
-    write_config(tmp_path, text)
+    config = tiny_config("train.lr=1e30", "train.log_every=1000", "train.checkpoint_every=1", "train.keep_last=50")
+    write_config(tmp_path, config)
     result = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == EXIT_DIVERGED, result.stderr[-2000:]
     assert "non-finite" in result.stderr
@@ -251,15 +248,14 @@ def test_stop_signal_while_the_trainer_starts_is_kept_until_the_first_step(
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
-    text = TINY.replace("steps = 7", "steps = 400").replace("checkpoint_every = 5", "checkpoint_every = 2")
-    text = text.replace("hidden = 16", "hidden = 64").replace("log_every = 5", "log_every = 50")
-    config = write_config(tmp_path, text)
+    config = tiny_config("stages.1.steps=400", "train.checkpoint_every=2", "model.hidden=64", "train.log_every=50")
+    path = write_config(tmp_path, config)
     # the reference runs like the killed ones, in one thread: the skip-path fit is a large float64
     # GEMM, whose last bits depend on the thread count
-    assert run_cli("train", "--config", str(config), "--output-dir", "full", cwd=tmp_path).returncode == 0
+    assert run_cli("train", "--config", str(path), "--output-dir", "full", cwd=tmp_path).returncode == 0
     full = tmp_path / "full"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = cli_command("train", "--config", str(config), "--output-dir", "killed", "--resume", "auto")
+    command = cli_command("train", "--config", str(path), "--output-dir", "killed", "--resume", "auto")
     checkpoints = tmp_path / "killed" / "checkpoints"
     rng = random.Random(0)
     kills, expected_resumes, torn_writes = 0, [], 0
@@ -301,8 +297,8 @@ def small_disk(tmp_path: Path):
 
 @pytest.mark.slow
 def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_older_ones(tmp_path: Path, small_disk: Path) -> None:
-    text = TINY.replace("keep_last = 2", "keep_last = 10")
-    write_config(tmp_path, text)
+    config = tiny_config("train.keep_last=10")
+    write_config(tmp_path, config)
     probe = run_cli("train", "--config", "tiny.toml", "--output-dir", "probe", "--max-steps", "5", cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr[-2000:]
     one = sum(p.stat().st_size for p in (tmp_path / "probe" / "checkpoints" / "step_5").rglob("*") if p.is_file())

@@ -14,33 +14,15 @@ from harmonic_forecast import ConfigError
 from harmonic_forecast.cli import main
 from harmonic_forecast.config import load_run_config
 from harmonic_forecast.model import SeedGRUForecaster, SparseGRUForecaster
+from harmonic_forecast.testing import tiny_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-[train]
-batch_size = 64
-lr = 3e-3
-warmup_steps = 5
-log_every = 10
-[eval]
-every = 20
-batches = 1
-batch_size = 256
-[signal]
-lookback = 100
-horizon = 10
-[model]
-kind = "seed_gru"
-hidden = 32
-encoder_width = 32
-[[stages]]
-components = [3, 5]
-steps = 30
-[[stages]]
-components = [3, 8]
-steps = 30
-noise = 0.05
-"""
+CLI_RUN = tiny_config(
+    train={"batch_size": 64, "warmup_steps": 5, "log_every": 10, "checkpoint_every": None, "keep_last": None},
+    eval={"every": 20, "batch_size": 256},
+    model={"kind": "seed_gru", "hidden": 32, "encoder_width": 32},
+    stages=[{"components": [3, 5], "steps": 30}, {"components": [3, 8], "steps": 30, "noise": 0.05}],
+)
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -63,7 +45,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
 
 
 def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) -> None:
-    (tmp_path / "tiny.toml").write_text(TINY)
+    write_config(tmp_path, CLI_RUN)
     result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
@@ -84,7 +66,9 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
 
 
 def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
-    (tmp_path / "tiny.toml").write_text(TINY.replace('kind = "seed_gru"', 'kind = "sparse_gru"'))
+    write_config(
+        tmp_path, tiny_config("model.kind=sparse_gru", **{key: CLI_RUN[key] for key in ("train", "eval", "stages")})
+    )
     mixed = ("--set", "signal.noise=[0.0, 0.1]")
     result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", *mixed, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -100,7 +84,7 @@ def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
 
 
 def test_max_steps_and_overrides(tmp_path: Path) -> None:
-    (tmp_path / "tiny.toml").write_text(TINY)
+    write_config(tmp_path, CLI_RUN)
     result = _cli(
         "train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "20", "--set", "train.log_every=5",
         cwd=tmp_path,
@@ -111,35 +95,43 @@ def test_max_steps_and_overrides(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("edit", "message"),
+    ("setting", "message"),
     [
-        (("lr = 3e-3", "lr = -1.0"), "train.lr"),
-        (("batch_size = 64", "batch_size = 0"), "train.batch_size"),
-        (("[model]", "[model]\nwidth = 3"), "model.width: unknown key"),
-        (("components = [3, 5]", "components = [5, 3]"), "signal.components"),
-        (("steps = 30\n[[stages]]", "steps = 0\n[[stages]]"), "stages[0].steps"),
-        (("horizon = 10", "horizon = 10\nnoize = 1"), "signal.noize: unknown key"),
-        (("[eval]", "[evaluation]"), "config.evaluation: unknown key"),
-        (("lookback = 100", "lookback = 100\n[[["), "invalid TOML"),
-        (("lr = 3e-3", 'lr = "fast"'), "train.lr: Input should be a valid number"),
-        (("log_every = 10", "log_every = 10\ngrad_accum = 3"), "train.grad_accum"),
-        (("steps = 30\n[[stages]]", "steps = 30\nsamples = 100\n[[stages]]"), "give steps or samples"),
-        (("steps = 30\n[[stages]]", "steps = 30\npromote_below = -1.0\n[[stages]]"), "stages[0].promote_below"),
-        (("[eval]", '[wandb]\nmode = "cloud"\n[eval]'), "wandb.mode"),
-        (("[eval]", "[wandb]\nenabled = 1\n[eval]"), "wandb.enabled"),
-        (("log_every = 10", 'log_every = 10\ncompile = "yes"'), "train.compile"),
-        (("log_every = 10", "log_every = 10\ncompile = 1"), "train.compile"),
+        ("train.lr=-1.0", "train.lr"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("model.width=3", "model.width: unknown key"),
+        ("stages.0.components=[5, 3]", "signal.components"),
+        ("stages.0.steps=0", "stages[0].steps"),
+        ("signal.noize=1", "signal.noize: unknown key"),
+        ("evaluation.every=20", "config.evaluation: unknown key"),
+        ('train.lr="fast"', "train.lr: Input should be a valid number"),
+        ("train.grad_accum=3", "train.grad_accum"),
+        ("stages.0.samples=100", "give steps or samples"),
+        ("stages.0.promote_below=-1.0", "stages[0].promote_below"),
+        ("wandb.mode=cloud", "wandb.mode"),
+        ("wandb.enabled=1", "wandb.enabled"),
+        ('train.compile="yes"', "train.compile"),
+        ("train.compile=1", "train.compile"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, message: str
 ) -> None:
-    (tmp_path / "bad.toml").write_text(TINY.replace(*edit, 1))
-    status = main(["train", "--config", str(tmp_path / "bad.toml"), "--output-dir", str(tmp_path / "out")])
+    path = write_config(
+        tmp_path, tiny_config(setting, **{key: CLI_RUN[key] for key in ("train", "stages")}), "bad.toml"
+    )
+    status = main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")])
     error = capsys.readouterr().err
     assert status == 2
     assert message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_invalid_toml_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    status = main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert status == 2 and "invalid TOML" in error and len(error.strip().splitlines()) == 1
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

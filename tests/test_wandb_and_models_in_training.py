@@ -12,14 +12,14 @@ import pytest
 from harmonic_forecast.checkpoint import latest_checkpoint
 from harmonic_forecast.model import Forecaster, LSTMForecaster, Seq2SeqGRUForecaster
 from harmonic_forecast.train import EXIT_PREEMPTED
-from tests.run_helpers import LONG_RUN, TINY, run_cli, start_training, write_config
+from tests.run_helpers import LONG_RUN, run_cli, start_training, tiny_config, write_config
 
-WANDB = '\n[wandb]\nenabled = true\nmode = "offline"\nproject = "hf-test"\n'
+WANDB = {"enabled": True, "mode": "offline", "project": "hf-test"}
 
 
 @pytest.mark.slow
 def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path) -> None:
-    write_config(tmp_path, TINY + WANDB)
+    write_config(tmp_path, tiny_config(wandb=WANDB))
     first = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     state = json.loads((tmp_path / "out" / "checkpoints" / "step_10" / "trainer_state.json").read_text())
@@ -53,7 +53,7 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_job_wide_sigterm_that_kills_wandb_still_saves_and_exits_for_requeue(tmp_path: Path) -> None:
     """SLURM signals every process of the job: wandb's service dies with the trainer's stop request."""
-    write_config(tmp_path, LONG_RUN + WANDB)
+    write_config(tmp_path, {**LONG_RUN, "wandb": WANDB})
     process = start_training(tmp_path, logged_steps=20)
     helpers = _descendants(process.pid)
     assert helpers, "wandb started no service process"
@@ -71,9 +71,7 @@ def test_job_wide_sigterm_that_kills_wandb_still_saves_and_exits_for_requeue(tmp
     ("kind", "hidden", "cls"), [("lstm", 16, LSTMForecaster), ("seq2seq_gru", 8, Seq2SeqGRUForecaster)]
 )
 def test_earlier_models_train_and_load_by_kind(tmp_path: Path, kind: str, hidden: int, cls: type) -> None:
-    text = TINY.replace('kind = "wiener_gru"', f'kind = "{kind}"')
-    text = text.replace("hidden = 16\nencoder_width = 16", f"hidden = {hidden}")
-    write_config(tmp_path, text)
+    write_config(tmp_path, tiny_config(model={"kind": kind, "hidden": hidden, "encoder_width": None}))
     result = run_cli("train", "--config", "tiny.toml", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     model = Forecaster.from_pretrained(tmp_path / "out" / "model")
