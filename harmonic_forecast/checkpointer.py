@@ -80,6 +80,12 @@ def read_state(directory: Path, config: RunConfig) -> dict[str, Any]:
         saved, wanted = state["run"][key], getattr(config.train, key)
         if saved != wanted:
             raise ConfigError(f"{directory}: saved with train.{key} = {saved}, the config has {wanted}")
+    position = state["stream"]["position"]  # the next micro-batch: the stream is indexed by step alone
+    if position != state["step"] * config.train.grad_accum:
+        raise ConfigError(
+            f"{directory}: stream position {position} is not step {state['step']} x train.grad_accum "
+            f"{config.train.grad_accum}"
+        )
     return state
 
 
@@ -157,12 +163,6 @@ class Checkpointer:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
         state.load_state_dict(saved)
-        position = saved["stream"]["position"]
-        if position != state.step * self.config.train.grad_accum:
-            raise ConfigError(
-                f"{directory}: stream position {position} is not step {state.step} x train.grad_accum "
-                f"{self.config.train.grad_accum}"
-            )
         return True
 
     def attach(self, model: Forecaster, objective: Any, optimizer: Any) -> None:
