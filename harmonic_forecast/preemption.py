@@ -104,3 +104,36 @@ class StopRequest(contextlib.AbstractContextManager):
         StopRequest._active -= 1
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class StopVote:
+    """The ranks' agreement on a stop request, once per step, that costs the step no wait.
+
+    :meth:`start`, when a step begins, starts an asynchronous all-reduce (MAX) of this rank's flag, which
+    overlaps the step's compute; :meth:`agreed`, when it ends, reads it: whether any rank had been asked
+    to stop when the step began, the same answer on every rank. A lone process just reads its flag then.
+    ``accelerator`` is Accelerate's (its ``device`` and ``num_processes``); torch is imported only when
+    the ranks vote, so this module stays importable before torch is.
+    """
+
+    def __init__(self, stop: StopRequest, accelerator: Any) -> None:
+        self.stop = stop
+        self.accelerator = accelerator
+        self._vote: tuple[Any, Any] | None = None
+
+    def start(self) -> None:
+        """Start the all-reduce of this rank's flag (nothing with one process)."""
+        if self.accelerator.num_processes == 1:
+            return
+        import torch
+
+        flag = torch.tensor(float(self.stop.requested), device=self.accelerator.device)
+        self._vote = flag, torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, async_op=True)
+
+    def agreed(self) -> bool:
+        """Whether any rank had been asked to stop when the vote started."""
+        if self._vote is None:
+            return self.stop.requested
+        (flag, work), self._vote = self._vote, None
+        work.wait()
+        return bool(flag)
