@@ -10,10 +10,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from harmonic_forecast.run_config import load_run_config
 
 from harmonic_forecast.checkpointer import STATE_FILE, read_state
-from harmonic_forecast.config import ConfigError
+from harmonic_forecast.config import ConfigError, load_run_config
 from harmonic_forecast.model import build_model
 from harmonic_forecast.preemption import StopRequest, StopVote
 from harmonic_forecast.trainer import TrainState
