@@ -73,7 +73,10 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--max-steps: must be >= 1, got {args.max_steps}")
         output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
         main_process = is_main_process()
-        with _created(output_dir), StopRequest(output_dir / PID_FILE if main_process else None):
+        # only the main process makes (and on a bad config removes) the run directory: two ranks racing to
+        # make it would each see the other's files and leave an empty directory behind
+        made = _created(output_dir) if main_process else contextlib.nullcontext()
+        with made, StopRequest(output_dir / PID_FILE if main_process else None):
             from harmonic_forecast.checkpoint import CheckpointWriteError
             from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, DivergedError, train
 
