@@ -1,13 +1,14 @@
 """End-to-end training throughput of the seed model on HarmonicStream against a seed-style loop, in the same run.
 
-Both pipelines train the seed's final model (``SEED_MODEL``, kind ``seed_gru``) with the
-horizon-weighted MSE and AdamW (lr 1e-3) on band (3,45): data -> forward -> loss -> backward ->
-step. The seed-style loop draws its batches from a map-style Dataset whose ``__getitem__`` makes
+Both pipelines run the trainer's own step (:func:`harmonic_forecast.trainer.train_step` on the
+objective, optimizer and compiled module the trainer builds: horizon-weighted MSE, fused AdamW at
+lr 1e-3, gradient clipping) on the seed's final model (``SEED_MODEL``) on band (3,45).
+The seed-style loop draws its batches from a map-style Dataset whose ``__getitem__`` makes
 one signal with numpy, as the seed notebook does, through a shuffling DataLoader (no workers);
 the stream pipeline iterates a HarmonicStream on the training device. On a CUDA device a third
-pipeline, "stream compiled", runs the trainer's GPU step on the same stream: the training objective
-compiled with CUDA graphs, bf16 autocast over fp32 weights and a fused AdamW; its ratio to the eager
-stream pipeline and its MFU are reported. Each case builds a fresh model (``torch.manual_seed(0)``),
+pipeline, "stream compiled", runs the same step with ``train.compile = true`` (CUDA graphs; bf16
+autocast over fp32 weights in every CUDA case, as the trainer does); its ratio to the eager stream
+pipeline and its MFU are reported. Each case builds a fresh model (``torch.manual_seed(0)``),
 warms up 2 steps (1 when the first already took half the time budget, as the seed-style loop does at
 large batches; 3 for the compiled step: compilation, CUDA-graph warm-up and recording), then runs
 whole steps until ``--seconds`` have passed and waits for the device once at the end (no host sync
@@ -19,11 +20,13 @@ Usage: ``python benchmarks/train_step.py [--quick] [--seconds S] [--output PATH]
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from common import (
     Batch,
     SeedStyleSignals,
@@ -40,12 +43,20 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from harmonic_forecast import HarmonicStream, SignalSpec
+from harmonic_forecast.config import RunConfig, parse_run_config
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.hardware import peak_flops
-from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import SEED_MODEL, SeedGRUForecaster, flops_per_sample
+from harmonic_forecast.losses import loss_function
+from harmonic_forecast.model import SEED_MODEL, build_model, flops_per_sample
 from harmonic_forecast.signals import band_label
-from harmonic_forecast.train import TrainingObjective
+from harmonic_forecast.testing import tiny_config
+from harmonic_forecast.trainer import (
+    TrainingObjective,
+    build_accelerator,
+    build_optimizer,
+    compile_objective,
+    train_step,
+)
 
 LOOKBACK, HORIZON = 100, 10
 PERIODS = (10, 100)
@@ -60,44 +71,65 @@ TARGET_RATIO, TARGET_DATA_FRACTION = 2.0, 0.05
 TARGET_CUDA_RATE = 1e6  # samples/s of the compiled step on one H200
 
 
-def _training_step(device: torch.device, compiled: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """A fresh seed model's objective and AdamW: eager, or compiled with a fused AdamW as the trainer on CUDA."""
+def _accelerator(config: RunConfig) -> Accelerator:
+    """The trainer's Accelerator for ``config``'s device (Accelerate keeps one state per process: reset it)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return build_accelerator(config)
+
+
+def _trainer_step(device: torch.device, batch: int, compiled: bool) -> tuple[Callable[[Batch], int], Accelerator]:
+    """The trainer's own step (:func:`~harmonic_forecast.trainer.train_step`) on a fresh seed model.
+
+    The run config is the trainer's (``train.*`` defaults: fused AdamW, gradient clipping 1.0, bf16
+    autocast on a GPU) with the seed model, ``batch`` and lr 1e-3; ``compiled`` sets ``train.compile``.
+    """
+    model_table = {key: value for key, value in SEED_MODEL.model_dump().items() if key not in ("lookback", "horizon")}
+    config = parse_run_config(
+        tiny_config(
+            train={"batch_size": batch, "lr": LEARNING_RATE, "device": device.type, "compile": compiled},
+            model=model_table,
+            stages=[{"components": list(BAND), "steps": 1}],
+        )
+    )
+    accelerator = _accelerator(config)
     torch.manual_seed(0)
-    objective = TrainingObjective(SeedGRUForecaster(SEED_MODEL).to(device), weighted_mse)
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=LEARNING_RATE, fused=compiled)
-    if compiled:
-        objective = torch.compile(objective, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
-    return objective, optimizer
+    model = build_model(config.model)
+    optimizer = build_optimizer(model, config)
+    objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
+    step_objective = compile_objective(objective, config, accelerator)
+
+    def step(batch: Batch) -> int:
+        lookback, target = (tensor.to(accelerator.device) for tensor in batch)
+        train_step(
+            accelerator, objective, step_objective, optimizer, [(lookback, target)], config.train.grad_clip, _keep
+        )
+        return len(lookback)
+
+    return step, accelerator
+
+
+def _keep(loss: torch.Tensor) -> None:
+    """The benchmark reads no loss (reading one would synchronise the device)."""
 
 
 def _train_rate(
-    batches: Iterator[Batch], device: torch.device, seconds: float, compiled: bool = False
+    batches: Iterator[Batch], device: torch.device, batch: int, seconds: float, compiled: bool = False
 ) -> tuple[float, int, float]:
-    """Train a fresh seed model on ``batches``: ``(samples/s, timed steps, timed seconds)``."""
-    objective, optimizer = _training_step(device, compiled)
-    bf16 = compiled and device.type == "cuda"
-
-    def step() -> int:
-        lookback, target = (tensor.to(device) for tensor in next(batches))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = objective(lookback, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return len(lookback)
-
+    """Train a fresh seed model on ``batches`` with the trainer's step: ``(samples/s, timed steps, timed seconds)``."""
+    step, accelerator = _trainer_step(device, batch, compiled)
     start = time.perf_counter()
     for _ in range(COMPILED_WARMUP_STEPS if compiled else WARMUP_STEPS):
-        step()
+        step(next(batches))
         synchronize(device)
         if not compiled and time.perf_counter() - start >= seconds / 2:
             break
     samples, steps, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        samples += step()
+        samples += step(next(batches))
         steps += 1
     synchronize(device)
     elapsed = time.perf_counter() - start
+    accelerator.free_memory()
     return samples / elapsed, steps, elapsed
 
 
@@ -152,12 +184,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for batch in batch_sizes:
             loader = DataLoader(SeedStyleSignals(BAND), batch_size=batch, shuffle=True, num_workers=0)
             seed_batches = forever(loader)
-            rate, steps, elapsed = _train_rate(seed_batches, device, args.seconds)
+            rate, steps, elapsed = _train_rate(seed_batches, device, batch, args.seconds)
             data = _data_seconds(seed_batches, steps, device)
             results.append(_row(SEED_STYLE, device, batch, rate, steps, data / elapsed))
             stream = HarmonicStream(spec, batch_size=batch, seed=0, device=device)
             for pipeline in (STREAM, COMPILED) if device.type == "cuda" else (STREAM,):
-                rate, steps, elapsed = _train_rate(iter(stream), device, args.seconds, compiled=pipeline == COMPILED)
+                rate, steps, elapsed = _train_rate(
+                    iter(stream), device, batch, args.seconds, compiled=pipeline == COMPILED
+                )
                 data = _data_seconds((stream.batch(index) for index in range(steps)), steps, device)
                 results.append(_row(pipeline, device, batch, rate, steps, data / elapsed))
 

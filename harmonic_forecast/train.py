@@ -54,6 +54,7 @@ from harmonic_forecast.trainer import (
     build_optimizer,
     check_batch_division,
     compile_objective,
+    train_step,
     uses_cuda_graphs,
 )
 from harmonic_forecast.validation import Validator, evaluate, mean_over_steps
@@ -164,17 +165,16 @@ def _run(
             rate = learning_rate(stage, curriculum, state.step, config.train.warmup_steps, config.train.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            for micro in range(accumulation):
-                lookback, target = stream.batch(state.step * accumulation + micro)
-                # Accelerate's accumulation: no gradient sync (DDP) and no DeepSpeed step until the last micro-batch
-                with accelerator.accumulate(objective):
-                    loss = step_objective(lookback, target)
-                    accelerator.backward(loss)  # divided by grad_accum (DeepSpeed divides itself)
-                metrics.micro_batch(loss)
-            if config.train.grad_clip > 0:
-                accelerator.clip_grad_norm_(objective.parameters(), config.train.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            micro_batches = (stream.batch(state.step * accumulation + micro) for micro in range(accumulation))
+            train_step(
+                accelerator,
+                objective,
+                step_objective,
+                optimizer,
+                micro_batches,
+                config.train.grad_clip,
+                metrics.micro_batch,
+            )
             state.advance(config.train.batch_size)
             metrics.step(state, stage, rate)
 

@@ -8,6 +8,7 @@ collective the components use to agree on a flag. Nothing here reads or writes f
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,3 +170,31 @@ def compile_objective(objective: torch.nn.Module, config: RunConfig, accelerator
     if setting is False or (setting == "auto" and (accelerator.device.type != "cuda" or deepspeed)):
         return objective
     return torch.compile(objective, mode="reduce-overhead" if uses_cuda_graphs(accelerator) else None, dynamic=False)
+
+
+def train_step(
+    accelerator: Accelerator,
+    objective: torch.nn.Module,
+    step_objective: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    grad_clip: float,
+    on_loss: Callable[[torch.Tensor], None],
+) -> None:
+    """One optimizer step over the accumulation ``micro_batches`` (``lookback`` ``[b, L]``, ``target`` ``[b, H]``).
+
+    ``objective`` is the prepared :class:`TrainingObjective` and ``step_objective`` what
+    :func:`compile_objective` made of it. Accelerate's ``accumulate`` holds back DDP's gradient sync
+    and DeepSpeed's step until the last micro-batch; ``on_loss`` sees each micro-batch's scalar loss
+    as soon as it exists (a CUDA-graph replay reuses its memory). Gradients are clipped to norm
+    ``grad_clip`` when it is > 0. The learning rate is whatever the optimizer's groups hold.
+    """
+    for lookback, target in micro_batches:
+        with accelerator.accumulate(objective):
+            loss = step_objective(lookback, target)
+            accelerator.backward(loss)  # divided by grad_accum (DeepSpeed divides itself)
+        on_loss(loss)
+    if grad_clip > 0:
+        accelerator.clip_grad_norm_(objective.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
