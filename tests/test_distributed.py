@@ -71,9 +71,9 @@ def test_resume_on_another_world_size(tmp_path: Path, single: Path, first: str, 
 
 
 def test_clean_shutdown_repeatedly(tmp_path: Path) -> None:
-    """Several short 2-process runs in a row all exit 0 (no abort at interpreter exit)."""
+    """Short 2-process runs in a row all exit 0 (no abort at interpreter exit; every other launch checks it too)."""
     write_config(tmp_path, tiny_config("stages.0.steps=2", "stages.1.steps=2"))
-    for attempt in range(6):
+    for attempt in range(3):
         result = launch("cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", f"run{attempt}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
 

@@ -248,7 +248,7 @@ def test_stop_signal_while_the_trainer_starts_is_kept_until_the_first_step(
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
-    config = tiny_config("stages.1.steps=400", "train.checkpoint_every=2", "model.hidden=64", "train.log_every=50")
+    config = tiny_config("stages.1.steps=200", "train.checkpoint_every=2", "model.hidden=64", "train.log_every=50")
     path = write_config(tmp_path, config)
     # the reference runs like the killed ones, in one thread: the skip-path fit is a large float64
     # GEMM, whose last bits depend on the thread count
@@ -261,7 +261,7 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
     kills, expected_resumes, torn_writes = 0, [], 0
     while True:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills >= 10 and torn_writes > 0:
+        if kills >= 6 and torn_writes > 0:
             assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
             break
         first = checkpoint_steps(checkpoints)
@@ -280,7 +280,7 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
         assert kills < 40, "never caught a checkpoint write in progress"
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     resumes = [r["checkpoint"] for r in records if r["kind"] == "resume"]
-    assert kills >= 10 and torn_writes >= 1
+    assert kills >= 6 and torn_writes >= 1
     assert [Path(r).name for r in resumes] == [name for name in expected_resumes if name]
     assert digest(tmp_path / "killed" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
 

@@ -23,7 +23,10 @@ from safetensors.torch import load_file
 from tests.run_helpers import ROOT
 
 CLUSTER = ROOT / "launch" / "slurm" / "local_cluster.sh"
-ARGS = "--max-steps 240 --set train.batch_size=64 --set train.checkpoint_every=40 --set eval.every=120"
+ARGS = (  # the quickstart config, small: the job script and the requeue are under test, not the model
+    "--max-steps 120 --set train.batch_size=64 --set train.checkpoint_every=30 --set eval.every=60 "
+    "--set eval.batches=1 --set eval.batch_size=256 --set model.hidden=32 --set model.encoder_width=32"
+)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 pytestmark = pytest.mark.slow
 
@@ -98,9 +101,9 @@ def _ends_like_the_reference(job: str, output: Path, log: Path, reference: Path)
 
 def test_preempted_job_requeues_and_ends_like_an_uninterrupted_run(cluster, reference: Path, tmp_path: Path) -> None:
     job, output, log = _submit(tmp_path, "29531")
-    _wait_for((output / "checkpoints" / "step_40").exists, 600, "the first checkpoint")
+    _wait_for((output / "checkpoints" / "step_30").exists, 600, "the first checkpoint")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
-    assert _ends_like_the_reference(job, output, log, reference) >= 40
+    assert _ends_like_the_reference(job, output, log, reference) >= 30
 
 
 def test_stop_requested_as_the_job_starts_is_kept_until_the_trainer_can_take_it(
@@ -110,5 +113,5 @@ def test_stop_requested_as_the_job_starts_is_kept_until_the_trainer_can_take_it(
     job, output, log = _submit(tmp_path, "29532")
     _wait_for(lambda: log.exists() and "restart 0" in log.read_text(), 600, "the job script to start")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
-    assert _ends_like_the_reference(job, output, log, reference) < 40  # not the first periodic checkpoint
+    assert _ends_like_the_reference(job, output, log, reference) < 30  # not the first periodic checkpoint
     assert "the stop will be delivered when it has started" in log.read_text()
