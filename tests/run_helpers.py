@@ -38,7 +38,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
 
 
 def launch(accelerate_config: str | Path, *args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the CLI under a real ``accelerate launch`` with ``launch/accelerate/<name>.yaml`` or a config path."""
+    """Run the CLI under a real ``accelerate launch`` with ``launch/accelerate/<name>.yaml`` or a config path.
+
+    Callers assert the exit status: a process group torn down during interpreter exit aborts a rank
+    (SIGABRT), so every launch doubles as a clean-shutdown check.
+    """
     config = accelerate_config
     if isinstance(accelerate_config, str):
         config = ROOT / "launch" / "accelerate" / f"{accelerate_config}.yaml"
