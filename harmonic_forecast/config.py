@@ -37,11 +37,8 @@ from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.losses import LOSSES
 from harmonic_forecast.model import ModelConfig
-from harmonic_forecast.signals import SignalSpec, parse_families
+from harmonic_forecast.signals import Drift, Families, Family, Noise, SignalSpec
 from harmonic_forecast.tables import Count, Float, Int, NonNegative, Positive, Rate, Table, validated
-
-Level = Annotated[Float, Field(ge=0, le=10)]
-Noise = Level | Annotated[tuple[Level, ...], Field(min_length=1)]  # one σ, or one per signal class
 
 
 class TrainSettings(Table):
@@ -94,8 +91,8 @@ class StageTable(Table):
     samples: Positive | None = None
     lr: Rate | None = None  # default: train.lr
     noise: Noise | None = None
-    drift: Literal["linear"] | StrictBool | None = None
-    families: list[dict[str, Any]] | None = None  # names and weights checked by parse_families, values by SignalSpec
+    drift: Drift | None = None
+    families: Families | None = None  # the values checked with the base SignalSpec
     promote_below: NonNegative | None = None
     min_steps: Count | None = None
     min_samples: Count | None = None
@@ -109,20 +106,19 @@ class StageTable(Table):
                 raise ValueError(f"give {steps} or {samples}, not both")
         return self
 
-    def stage(self, index: int, train: TrainSettings) -> Stage:
+    def stage(self, train: TrainSettings) -> Stage:
         """The stage, its budgets in optimiser steps of ``train.batch_size`` signals."""
 
         def steps(steps: int | None, samples: int | None) -> int:
             return steps if samples is None else math.ceil(samples / train.batch_size)
 
-        families = None if self.families is None else parse_families(f"stages[{index}].families", self.families)
         return Stage(
             components=self.components,
             steps=steps(self.steps, self.samples),
             lr=train.lr if self.lr is None else self.lr,
             noise=self.noise,
             drift=self.drift,
-            families=families,
+            families=self.families,
             promote_below=self.promote_below,
             min_steps=steps(self.min_steps or 0, self.min_samples),
         )
@@ -169,7 +165,7 @@ class RunConfig(Table):
         if isinstance(value, list | tuple) and value and all(isinstance(stage, Stage) for stage in value):
             return handler(value)
         train = info.data.get("train", TrainSettings())  # (absent when bad: that error is told first)
-        return tuple(table.stage(index, train) for index, table in enumerate(STAGE_TABLES.validate_python(value)))
+        return tuple(table.stage(train) for table in STAGE_TABLES.validate_python(value))
 
     @model_validator(mode="after")
     def _stage_specs(self) -> RunConfig:
@@ -206,6 +202,7 @@ TABLES = {  # the table under each key, for the known keys of an unknown one
     "eval": EvalSettings,
     "model": ModelConfig,
     "stages": StageTable,
+    "stages.families": Family,
     "wandb": WandbSettings,
 }
 

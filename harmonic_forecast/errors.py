@@ -1,8 +1,8 @@
-"""The one-line error for bad user input, and the small checks the plain dataclasses use.
+"""The one-line error for bad user input, and the small checks of plain function arguments.
 
 Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
-can print it and exit with status 2 instead of showing a traceback. The run and model configs are
-pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turned into the same one line.
+can print it and exit with status 2 instead of showing a traceback. The configs (run, model, signal)
+are pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turned into the same one line.
 """
 
 from __future__ import annotations
@@ -39,13 +39,6 @@ def _within(field: str, value: Any, minimum: Any, maximum: Any) -> Any:
     return value
 
 
-def require_bool(field: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{field}: expected true or false, got {value!r}")
-    return value
-
-
 def require_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:
@@ -59,10 +52,3 @@ def require_pair(field: str, value: Any, *, integer: bool) -> tuple[Any, Any]:
         raise ConfigError(f"{field}: expected a pair [low, high], got {value!r}")
     check = require_int if integer else require_float
     return check(f"{field}[0]", value[0]), check(f"{field}[1]", value[1])
-
-
-def reject_unknown(section: str, values: dict[str, Any], known: set[str]) -> None:
-    """Raise for the first key of ``values`` that is not in ``known``."""
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")

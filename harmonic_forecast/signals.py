@@ -35,21 +35,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from harmonic_forecast.counter_rng import _signed, bit_field, uniform, uniform_index, words_for
-from harmonic_forecast.errors import (
-    ConfigError,
-    reject_unknown,
-    require_bool,
-    require_choice,
-    require_float,
-    require_int,
-    require_pair,
-)
+from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.tables import Float, Int, Positive, Table, config_error
 
 # Counter layout of one signal: 2**12 slots, each a 64-bit random word.
 SLOTS_PER_SIGNAL = 1 << 12
@@ -71,11 +76,107 @@ CPU_CHUNK = 4096  # rows synthesised at once on a CPU: keeps the working set in 
 _PARAMETER_SALT = _signed(0xA0761D6478BD642F)  # slot 0: level, trend; 1 + j: linear drift; _DRIFT_SLOT: AR(1) φ
 _WALK_SALT = _signed(0xE7037ED1A0B428DB)  # slots 0 ..: the random walk's normal steps (two per slot)
 _NOISE_SALT = _signed(0x8EBC6AF09C88C6E3)  # slots 0 .. L - 1: one Laplace or Student-t sample each
-_UNFAMILY_KEYS = ("lookback", "horizon", "families")  # one window length per stream; no nesting
 
 
-@dataclass(frozen=True)
-class SignalSpec:
+def _pair(rule: str, holds: Callable[[float, float], bool]) -> Any:
+    """A ``(low, high)`` pair of numbers (made floats) for which ``holds(low, high)``, else ``need <rule>``."""
+
+    def check(value: tuple[float, float]) -> tuple[float, float]:
+        low, high = float(value[0]), float(value[1])
+        if not holds(low, high):
+            raise ValueError(f"need {rule}")
+        return low, high
+
+    return Annotated[tuple[Float, Float], AfterValidator(check)]
+
+
+def _band(value: tuple[int, int]) -> tuple[int, int]:
+    if not 1 <= value[0] < value[1] <= MAX_COMPONENTS + 1:
+        raise ValueError(f"need 1 <= low < high <= {MAX_COMPONENTS + 1} (half-open)")
+    return value
+
+
+Components = Annotated[tuple[Int, Int], AfterValidator(_band)]
+Periods = Annotated[tuple[Int | Float, Int | Float], Field(validate_default=True)]  # checked with integer_periods
+NoiseLevel = Annotated[Float, Field(ge=0, le=10)]
+Noise = NoiseLevel | Annotated[tuple[NoiseLevel, ...], Field(min_length=1)]  # one σ, or one per signal class
+Drift = Literal["linear"] | StrictBool
+DriftRange = _pair("0 < low <= high", lambda low, high: 0 < low <= high)
+Level = _pair("-1000 <= low <= high <= 1000", lambda low, high: -1e3 <= low <= high <= 1e3)  # closed
+Trend = _pair("-10 <= low <= high <= 10", lambda low, high: -10 <= low <= high <= 10)  # closed
+Phi = _pair("-1 < low <= high < 1", lambda low, high: -1 < low <= high < 1)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(item) for item in value) if isinstance(value, list | tuple) else value
+
+
+Override = Annotated[Any, AfterValidator(_frozen)]  # a family's value (lists made tuples), checked by SignalSpec
+
+
+class Family(Table):
+    """One member of a mixture: ``weight`` signals in every ``sum(weights)`` use the base spec with ``overrides``.
+
+    Read from a table ``{"weight": 2, "noise": 0.1, ...}``: the fields given override the base
+    :class:`SignalSpec`'s (any but the stream's lookback, horizon and families), whose validation
+    checks their values.
+    """
+
+    weight: Annotated[Int, Field(ge=1, le=MAX_FAMILY_WEIGHT)]
+    components: Override = None
+    periods: Override = None
+    integer_periods: Override = None
+    amplitudes: Override = None
+    noise: Override = None
+    drift: Override = None
+    drift_range: Override = None
+    normalize: Override = None
+    level: Override = None
+    trend: Override = None
+    random_walk: Override = None
+    noise_kind: Override = None
+    noise_df: Override = None
+    noise_phi: Override = None
+    lookback: Override = None  # the stream's: refused below
+    horizon: Override = None
+    families: Override = None  # no nesting
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_weight(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "weight" not in values:
+            raise ValueError("needs weight = N (an integer)")
+        return values
+
+    @field_validator("lookback", "horizon", "families")
+    @classmethod
+    def _streams(cls, value: Any) -> Any:
+        raise ValueError("a family cannot override it (it is the stream's)")
+
+    @property
+    def overrides(self) -> tuple[tuple[str, Any], ...]:
+        """The fields it sets, as a sorted tuple of ``(field, value)`` pairs."""
+        return tuple(sorted((name, getattr(self, name)) for name in self.model_fields_set - {"weight"}))
+
+    def __repr_args__(self) -> list[tuple[str, Any]]:
+        return [("weight", self.weight), *self.overrides]
+
+    @model_serializer
+    def _table(self) -> dict[str, Any]:
+        """Dumped as it is written: the weight and the fields it sets."""
+        return {"weight": self.weight, **dict(self.overrides)}
+
+
+def _mixture(families: tuple[Family, ...]) -> tuple[Family, ...]:
+    if len(families) == 1 or sum(family.weight for family in families) > MAX_FAMILY_WEIGHT:
+        raise ValueError(f"need none or at least two families, weights summing to <= {MAX_FAMILY_WEIGHT}")
+    return families
+
+
+Families = Annotated[tuple[Family, ...], AfterValidator(_mixture)]
+
+
+class SignalSpec(Table):
     """What a signal is; the defaults are the seed notebook's final task.
 
     ``components`` and ``periods`` are half-open ``(low, high)`` ranges like numpy's ``randint``.
@@ -95,74 +196,81 @@ class SignalSpec:
     ``families`` makes a mixture: a list of tables (or :class:`Family`), each with an integer
     ``weight`` and the fields it overrides in this spec (any but lookback, horizon and families).
 
-    Raises :class:`ConfigError` (one line naming the field, e.g. ``signal.trend: ...``) for a bad value.
+    A pydantic table, frozen and hashable by value; a bad value raises :class:`ConfigError` (one line
+    naming the field, e.g. ``signal.trend: ...``), also from keyword construction.
     """
 
-    lookback: int = 100
-    horizon: int = 10
-    components: tuple[int, int] = (3, 45)
-    periods: tuple[float, float] = (10, 100)
-    integer_periods: bool = True
-    amplitudes: str = "uniform"
-    noise: float | tuple[float, ...] = 0.0
-    drift: bool | str = False
-    drift_range: tuple[float, float] = (0.5, 2.0)
-    normalize: bool = True
-    level: tuple[float, float] = (0.0, 0.0)
-    trend: tuple[float, float] = (0.0, 0.0)
-    random_walk: float = 0.0
-    noise_kind: str = "gaussian"
-    noise_df: float = 5.0
-    noise_phi: tuple[float, float] = (0.0, 0.9)
-    families: tuple[Family, ...] = ()
+    lookback: Positive = 100
+    horizon: Positive = 10
+    components: Components = (3, 45)
+    integer_periods: StrictBool = True  # (before periods: it decides their type)
+    periods: Periods = (10, 100)
+    amplitudes: Literal[AMPLITUDE_LAWS] = "uniform"
+    noise: Noise = 0.0
+    drift: Drift = False
+    drift_range: DriftRange = (0.5, 2.0)
+    normalize: StrictBool = True
+    level: Level = (0.0, 0.0)
+    trend: Trend = (0.0, 0.0)
+    random_walk: Annotated[Float, Field(ge=0, le=10)] = 0.0
+    noise_kind: Literal[NOISE_KINDS] = "gaussian"
+    noise_df: Annotated[Float, Field(gt=2, le=1e6)] = 5.0  # ν > 2: a finite variance
+    noise_phi: Phi = (0.0, 0.9)
+    families: Families = ()
+    _members: tuple[tuple[int, int, SignalSpec], ...] = PrivateAttr()
 
-    def __post_init__(self) -> None:
-        lookback = require_int("signal.lookback", self.lookback, minimum=1)
-        horizon = require_int("signal.horizon", self.horizon, minimum=1)
-        if lookback + horizon > MAX_LENGTH:
-            raise ConfigError(f"signal.lookback + signal.horizon: must be <= {MAX_LENGTH}, got {lookback + horizon}")
-        k_lo, k_hi = require_pair("signal.components", self.components, integer=True)
-        if not 1 <= k_lo < k_hi <= MAX_COMPONENTS + 1:
-            raise ConfigError(
-                f"signal.components: need 1 <= low < high <= {MAX_COMPONENTS + 1} (half-open), got ({k_lo}, {k_hi})"
-            )
-        integer_periods = require_bool("signal.integer_periods", self.integer_periods)
-        p_lo, p_hi = require_pair("signal.periods", self.periods, integer=integer_periods)
-        if not 2 <= p_lo < p_hi:
-            raise ConfigError(f"signal.periods: need 2 <= low < high (half-open), got ({p_lo}, {p_hi})")
-        if integer_periods and p_hi - p_lo > MAX_INTEGER_PERIODS:
-            raise ConfigError(
-                f"signal.periods: at most {MAX_INTEGER_PERIODS} integer periods, got {p_hi - p_lo}; "
-                "use integer_periods = false"
-            )
-        require_choice("signal.amplitudes", self.amplitudes, AMPLITUDE_LAWS)
-        noise = require_noise("signal.noise", self.noise)
-        if not (isinstance(self.drift, bool) or self.drift == "linear"):
-            raise ConfigError(f'signal.drift: expected true, false or "linear", got {self.drift!r}')
-        r_lo, r_hi = require_pair("signal.drift_range", self.drift_range, integer=False)
-        if not 0 < r_lo <= r_hi:
-            raise ConfigError(f"signal.drift_range: need 0 < low <= high, got ({r_lo}, {r_hi})")
-        require_bool("signal.normalize", self.normalize)
-        level = _require_range("signal.level", self.level, bound=1e3)
-        trend = _require_range("signal.trend", self.trend, bound=10.0)
-        require_float("signal.random_walk", self.random_walk, minimum=0.0, maximum=10.0)
-        require_choice("signal.noise_kind", self.noise_kind, NOISE_KINDS)
-        noise_df = require_float("signal.noise_df", self.noise_df, maximum=1e6)
-        if not noise_df > 2:
-            raise ConfigError(f"signal.noise_df: need ν > 2 (a finite variance), got {noise_df}")
-        phi_lo, phi_hi = require_pair("signal.noise_phi", self.noise_phi, integer=False)
-        if not -1 < phi_lo <= phi_hi < 1:
-            raise ConfigError(f"signal.noise_phi: need -1 < low <= high < 1, got ({phi_lo}, {phi_hi})")
-        object.__setattr__(self, "components", (k_lo, k_hi))
-        object.__setattr__(self, "periods", (p_lo, p_hi))
-        object.__setattr__(self, "noise", noise)
-        object.__setattr__(self, "drift_range", (r_lo, r_hi))
-        object.__setattr__(self, "level", level)
-        object.__setattr__(self, "trend", trend)
-        object.__setattr__(self, "noise_phi", (phi_lo, phi_hi))
-        families, members = _resolve_families(self, parse_families("signal.families", self.families))
-        object.__setattr__(self, "families", families)
-        object.__setattr__(self, "_members", members)
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            tables = {"signal": SignalSpec, "signal.families": Family}
+            raise config_error(error, _plain(values), "signal", tables) from None
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, periods: tuple[Any, Any], info: ValidationInfo) -> tuple[Any, Any]:
+        """Integers with ``integer_periods`` (at most ``MAX_INTEGER_PERIODS`` of them), floats without."""
+        integer = info.data.get("integer_periods")  # (absent when bad: that error is told)
+        for index, period in enumerate(periods):
+            if integer and not isinstance(period, int):
+                raise ConfigError(f"signal.periods[{index}]: expected an integer, got {period!r}")
+        if not 2 <= periods[0] < periods[1]:
+            raise ValueError("need 2 <= low < high (half-open)")
+        if integer and periods[1] - periods[0] > MAX_INTEGER_PERIODS:
+            raise ValueError(f"at most {MAX_INTEGER_PERIODS} integer periods (else integer_periods = false)")
+        return periods if integer else (float(periods[0]), float(periods[1]))
+
+    @model_validator(mode="after")
+    def _length_and_members(self) -> SignalSpec:
+        """The window's length, then the mixture's members ``(first, stop, spec)``: each family's values
+        checked (errors named ``signal.families[i].field``) and kept canonical."""
+        if self.length > MAX_LENGTH:
+            raise ConfigError(f"signal.lookback + signal.horizon: must be <= {MAX_LENGTH}, got {self.length}")
+        if not self.families:
+            self._members = ((0, 1, self),)
+            return self
+        plain = {name: getattr(self, name) for name in type(self).model_fields} | {"families": ()}
+        canonical, members, first = [], [], 0
+        for index, family in enumerate(self.families):
+            try:
+                spec = SignalSpec(**{**plain, **dict(family.overrides)})
+            except ConfigError as error:
+                raise ConfigError(str(error).replace("signal.", f"signal.families[{index}].", 1)) from None
+            canonical.append(Family(weight=family.weight, **{key: getattr(spec, key) for key, _ in family.overrides}))
+            members.append((first, first + family.weight, spec))
+            first += family.weight
+        self.__dict__["families"] = tuple(canonical)  # (frozen to the user)
+        self._members = tuple(members)
+        return self
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in type(self).model_fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
 
     @property
     def length(self) -> int:
@@ -185,110 +293,26 @@ class SignalSpec:
 
         ``period`` is the sum of the weights; a spec without families is its own single member ``(0, 1, self)``.
         """
-        return self._members  # type: ignore[attr-defined]
+        return self._members
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SignalSpec:
         """Build from a config table; unknown keys are an error."""
-        reject_unknown("signal", values, {field.name for field in dataclasses.fields(cls)})
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for JSON/TOML (tuples become lists; families become tables with their weight)."""
-        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        values["families"] = [{"weight": family.weight, **dict(family.overrides)} for family in self.families]
-        return {key: _plain(value) for key, value in values.items()}
+        return _plain(self.model_dump())
 
     def replace(self, **changes: Any) -> SignalSpec:
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class Family:
-    """One member of a mixture: ``weight`` signals in every ``sum(weights)`` use the base spec with ``overrides``.
-
-    ``overrides`` is a sorted tuple of ``(field, value)`` pairs of :class:`SignalSpec` fields.
-    """
-
-    weight: int
-    overrides: tuple[tuple[str, Any], ...] = ()
-
-
-def parse_families(name: str, value: Any) -> tuple[Family, ...]:
-    """Families from config tables (``{"weight": 2, "noise": 0.1, ...}``) or :class:`Family` objects.
-
-    Checks the weights and the field names only; :class:`SignalSpec` validates the values. Raises
-    :class:`ConfigError` naming ``name[i].field``.
-    """
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise ConfigError(f"{name}: expected a list of tables, got {value!r}")
-    families = []
-    known = {field.name for field in dataclasses.fields(SignalSpec)} - set(_UNFAMILY_KEYS)
-    for i, item in enumerate(value):
-        if isinstance(item, Family):
-            item = {"weight": item.weight, **dict(item.overrides)}
-        if not isinstance(item, dict):
-            raise ConfigError(f"{name}[{i}]: expected a table, got {item!r}")
-        for key in _UNFAMILY_KEYS:
-            if key in item:
-                raise ConfigError(f"{name}[{i}].{key}: a family cannot override it (it is the stream's)")
-        reject_unknown(f"{name}[{i}]", item, known | {"weight"})
-        if "weight" not in item:
-            raise ConfigError(f"{name}[{i}]: needs weight = N (an integer)")
-        weight = require_int(f"{name}[{i}].weight", item["weight"], minimum=1, maximum=MAX_FAMILY_WEIGHT)
-        overrides = tuple(sorted((key, _frozen(v)) for key, v in item.items() if key != "weight"))
-        families.append(Family(weight, overrides))
-    if len(families) == 1 or sum(family.weight for family in families) > MAX_FAMILY_WEIGHT:
-        raise ConfigError(f"{name}: need none or at least two families, weights summing to <= {MAX_FAMILY_WEIGHT}")
-    return tuple(families)
-
-
-def _resolve_families(
-    base: SignalSpec, families: tuple[Family, ...]
-) -> tuple[tuple[Family, ...], tuple[tuple[int, int, SignalSpec], ...]]:
-    """Validated families (values canonical) and the mixture's members ``(first, stop, spec)``."""
-    if not families:
-        return (), ((0, 1, base),)
-    plain = dataclasses.replace(base, families=())
-    canonical, members, first = [], [], 0
-    for i, family in enumerate(families):
-        try:
-            spec = dataclasses.replace(plain, **dict(family.overrides))
-        except ConfigError as error:
-            message = str(error)
-            raise ConfigError(message.replace("signal.", f"signal.families[{i}].", 1)) from None
-        canonical.append(Family(family.weight, tuple((key, getattr(spec, key)) for key, _ in family.overrides)))
-        members.append((first, first + family.weight, spec))
-        first += family.weight
-    return tuple(canonical), tuple(members)
-
-
-def _frozen(value: Any) -> Any:
-    return tuple(_frozen(item) for item in value) if isinstance(value, list | tuple) else value
+        return SignalSpec(**{name: getattr(self, name) for name in type(self).model_fields} | changes)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return [_plain(item) for item in value] if isinstance(value, list | tuple) else value
-
-
-def _require_range(name: str, value: Any, bound: float) -> tuple[float, float]:
-    """A closed range ``[low, high]`` with ``-bound <= low <= high <= bound`` (``low == high``: a constant)."""
-    low, high = require_pair(name, value, integer=False)
-    if not -bound <= low <= high <= bound:
-        raise ConfigError(f"{name}: need {-bound:g} <= low <= high <= {bound:g}, got ({low}, {high})")
-    return low, high
-
-
-def require_noise(name: str, value: Any) -> float | tuple[float, ...]:
-    """A noise σ in [0, 10], or a non-empty list of them (one per signal class)."""
-    if isinstance(value, list | tuple):
-        if not value:
-            raise ConfigError(f"{name}: a list of noise levels must not be empty")
-        return tuple(require_float(f"{name}[{i}]", level, minimum=0.0, maximum=10.0) for i, level in enumerate(value))
-    return require_float(name, value, minimum=0.0, maximum=10.0)
 
 
 def band_label(components: tuple[int, int]) -> str:

@@ -32,17 +32,25 @@ class Table(BaseModel):
 def validated(table: type[T], values: Any, section: str = "", tables: Mapping[str, type[BaseModel]] | None = None) -> T:
     """``table`` from ``values`` (the ``[section]`` table), or a :class:`ConfigError` of one line naming the key.
 
-    ``tables`` names the table class under each top-level key (``""``: the root), for the known keys
-    listed when a key is unknown; the default is ``table`` itself.
+    ``tables`` names the table class under each top-level key (``""``: the root; a dotted path such as
+    ``signal.families`` for a nested one), for the known keys listed when a key is unknown; the default
+    is ``table`` itself.
     """
     try:
         return table.model_validate(values)
     except ValidationError as error:
-        errors = error.errors()
-        if section:
-            errors = [{**e, "loc": (section, *e["loc"])} for e in errors]
-            values = {section: values}
-        raise ConfigError(one_line(errors, values, tables or {section: table})) from None
+        raise config_error(error, values, section, tables or {section: table}) from None
+
+
+def config_error(
+    error: ValidationError, values: Any, section: str, tables: Mapping[str, type[BaseModel]]
+) -> ConfigError:
+    """``error``, raised validating ``values`` (the ``[section]`` table), as a :class:`ConfigError` of one line."""
+    errors = error.errors()
+    if section:
+        errors = [{**e, "loc": (section, *e["loc"])} for e in errors]
+        values = {section: values}
+    return ConfigError(one_line(errors, values, tables))
 
 
 def one_line(errors: list[Any], values: Any, tables: Mapping[str, type[BaseModel]]) -> str:
@@ -65,7 +73,8 @@ def one_line(errors: list[Any], values: Any, tables: Mapping[str, type[BaseModel
     name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in key).lstrip(".") or "config"
     kind = alternatives[0]["type"]
     if kind == "extra_forbidden":
-        table = tables[key[0] if len(key) > 1 else ""]
+        path = ".".join(part for part in key[:-1] if isinstance(part, str))  # e.g. signal.families
+        table = tables[path] if path in tables else tables[key[0] if len(key) > 1 else ""]
         return f"{'config.' if len(key) == 1 else ''}{name}: unknown key (known: {', '.join(table.model_fields)})"
     messages = [str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"] for e in alternatives]
     message = " or ".join([messages[0], *(text.removeprefix("Input should be ") for text in messages[1:])])

@@ -19,6 +19,7 @@ from harmonic_forecast.config import parse_run_config
 from harmonic_forecast.counter_rng import stream_key
 from harmonic_forecast.signals import (
     SLOTS_PER_SIGNAL,
+    Family,
     ar1_coefficient,
     level_and_trend,
     linear_recurrence,
@@ -109,6 +110,12 @@ def test_invalid_family_values_name_the_field(changes: dict, field: str) -> None
         SignalSpec(**changes)
     message = str(error.value)
     assert message.startswith(field + ":") and "\n" not in message
+
+
+def test_family_fields_are_the_specs_and_the_streams_are_refused() -> None:
+    assert set(Family.model_fields) == set(SignalSpec.model_fields) | {"weight"}
+    with pytest.raises(ConfigError, match=r"^signal\.families\[0\]\.lookback: a family cannot override it"):
+        SignalSpec(families=[{"weight": 1, "lookback": 50}, {"weight": 1}])
 
 
 def test_families_round_trip_and_stay_hashable() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from harmonic_forecast import ConfigError, SignalSpec
@@ -65,3 +67,13 @@ def test_unknown_key_is_an_error() -> None:
 def test_continuous_periods_accept_floats() -> None:
     spec = SignalSpec(periods=(2.5, 99.5), integer_periods=False)
     assert spec.periods == (2.5, 99.5)
+
+
+def test_value_semantics_survive_pickling_and_replace_validates() -> None:
+    spec = SignalSpec(noise=[0.0, 0.1], families=[{"weight": 2}, {"weight": 1, "drift": True}])
+    assert spec.noise == (0.0, 0.1) and {spec: 1}[SignalSpec(**spec.to_dict())] == 1
+    copy = pickle.loads(pickle.dumps(spec))
+    assert copy == spec and hash(copy) == hash(spec) and copy.members[1][2].drift is True
+    assert SignalSpec() != SignalSpec(noise=0.1) and SignalSpec().members == ((0, 1, SignalSpec()),)
+    with pytest.raises(ConfigError, match=r"^signal\.noise_df: "):
+        spec.replace(noise_df=1.0)
