@@ -18,7 +18,7 @@ from rich.console import Console
 from harmonic_forecast.testing import SeedStyleSignals
 
 Batch = tuple[torch.Tensor, ...]
-__all__ = ["SeedStyleSignals"]  # and everything defined below
+__all__ = ["SeedStyleSignals"]  # re-exported (the scripts import the helpers below by name)
 
 
 def forever(batches: Iterable[Batch]) -> Iterator[Batch]:
