@@ -84,34 +84,32 @@ def _submit(tmp_path: Path, port: str) -> tuple[str, Path, Path]:
     return job, output, log
 
 
-def _ends_like_the_reference(job: str, output: Path, log: Path, reference: Path) -> int:
-    """Check that the job completed after one requeue with the reference's model; returns the resumed step."""
+def _ends_like_the_reference(job: str, output: Path, log: Path, reference: Path, restarts: int) -> list[int]:
+    """Check that the job completed after ``restarts`` requeues with the reference model; returns the resumed steps."""
     _wait_for(lambda: _job_field(job, "JobState") in ("COMPLETED", "FAILED", "CANCELLED"), 900, "the job")
     text = log.read_text()
     assert _job_field(job, "JobState") == "COMPLETED", text[-3000:]
-    assert _job_field(job, "Restarts") == "1"
-    assert "restart 0" in text and "restart 1" in text and "requeueing" in text
+    assert _job_field(job, "Restarts") == str(restarts)
+    assert all(f"restart {count}" in text for count in range(restarts + 1)) and "requeueing" in text
     resumes = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines() if '"resume"' in line]
-    assert len(resumes) == 1
+    assert len(resumes) == restarts
     ours = load_file(str(output / "model" / "model.safetensors"))
     theirs = load_file(str(reference / "model" / "model.safetensors"))
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
-    return int(Path(resumes[0]["checkpoint"]).name.removeprefix("step_"))
+    return [int(Path(resume["checkpoint"]).name.removeprefix("step_")) for resume in resumes]
 
 
-def test_preempted_job_requeues_and_ends_like_an_uninterrupted_run(cluster, reference: Path, tmp_path: Path) -> None:
-    job, output, log = _submit(tmp_path, "29531")
-    _wait_for((output / "checkpoints" / "step_30").exists, 600, "the first checkpoint")
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
-    assert _ends_like_the_reference(job, output, log, reference) >= 30
-
-
-def test_stop_requested_as_the_job_starts_is_kept_until_the_trainer_can_take_it(
+def test_job_stopped_as_it_starts_and_mid_run_requeues_and_ends_like_an_uninterrupted_run(
     cluster, reference: Path, tmp_path: Path
 ) -> None:
-    """USR1 arrives before the trainer has written its PID file: the first step boundary saves, the job requeues."""
-    job, output, log = _submit(tmp_path, "29532")
+    """USR1 first arrives before the trainer has written its PID file (the first step boundary saves),
+    then mid-run after a periodic checkpoint; each time the job requeues, and it ends with the reference's model."""
+    job, output, log = _submit(tmp_path, "29531")
     _wait_for(lambda: log.exists() and "restart 0" in log.read_text(), 600, "the job script to start")
     subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
-    assert _ends_like_the_reference(job, output, log, reference) < 30  # not the first periodic checkpoint
+    _wait_for(lambda: "restart 1" in log.read_text(), 600, "the first requeue")
+    _wait_for((output / "checkpoints" / "step_30").exists, 600, "a periodic checkpoint after the requeue")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    first, second = _ends_like_the_reference(job, output, log, reference, restarts=2)
+    assert first < 30 <= second  # the early stop saved before the first periodic checkpoint
     assert "the stop will be delivered when it has started" in log.read_text()
