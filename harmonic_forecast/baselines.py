@@ -2,14 +2,15 @@
 
 Each maps lookback windows ``[N, L]`` (a float tensor on any device) to forecasts ``[N, H]`` float32 on the
 same device, batched over rows. On clean integer-period signals the linear ones (per-window autoregression,
-the fitted linear map, the period dictionary) are strong, so report them beside the network.
+the fitted linear map, the period dictionary) are strong, so report them beside the network. This module
+only takes tensors; :mod:`harmonic_forecast.baseline_fits` draws the windows that fit them from the stream.
 
 Every least-squares problem is a ridge regression in float64 with ``lambda = ridge * trace(G) / k``,
 relative to the mean diagonal of the ``k x k`` Gram matrix ``G = X^T X`` of its design ``X``. The windows
 are nearly band-limited, so ``G`` is nearly singular and the exact solutions have huge coefficients that
 amplify the float32 rounding of the inputs; a ridge at that rounding level (``(2**-24)**2 / 12 ~ 1e-15``)
-tames them. Larger ridges cost accuracy on clean signals and help on noisy ones, so :func:`fit_baselines`
-chooses the dictionary's ridge on validation signals.
+tames them. Larger ridges cost accuracy on clean signals and help on noisy ones, so
+:func:`~harmonic_forecast.baseline_fits.fit_baselines` chooses the dictionary's ridge on validation signals.
 
 The fitted linear map is solved by QR of its design stacked on ``sqrt(lambda) I``, never by forming and
 solving ``G + lambda I``: with ``lambda`` near ``1e-15`` that matrix has a condition number near
@@ -22,7 +23,6 @@ The per-window AR fits, thousands of tiny problems, keep the normal equations (s
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -30,9 +30,7 @@ import torch
 from torch import Tensor
 
 from harmonic_forecast.errors import ConfigError, require_float, require_int, require_pair
-from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.spectral import dft_forecast
-from harmonic_forecast.stream import HarmonicStream
 
 Forecaster = Callable[[Tensor], Tensor]
 
@@ -331,40 +329,3 @@ class PeriodDictionary(_LinearForecaster):
         shrink = s / (s.square() + self.ridge * s.square().sum() / basis.shape[1])
         coefficients = (vh.mT * shrink) @ u.mT  # [columns, L]: the ridge solution operator
         super().__init__((basis[lookback:] @ coefficients).mT, torch.zeros(horizon, dtype=torch.float64))
-
-
-def _validation_best(candidates: Iterable[Forecaster], lookback: Tensor, target: Tensor) -> Forecaster:
-    return min(candidates, key=lambda forecaster: mse(forecaster(lookback), target))
-
-
-def fit_baselines(
-    spec: SignalSpec,
-    *,
-    seed: int = 0,
-    fit_batches: int = 16,
-    batch_size: int = 4096,
-    validation_size: int = 1024,
-    device: str | torch.device = "cpu",
-) -> dict[str, Forecaster]:
-    """Ready forecasters ``[N, spec.lookback] -> [N, spec.horizon]`` for ``spec``, by name.
-
-    The AR order and the dictionary ridge are chosen on ``validation_size`` validation signals and the
-    linear map is fitted on ``fit_batches`` train batches of ``batch_size``, all from ``HarmonicStream(spec, seed)``.
-    """
-    fit_batches = require_int("fit_batches", fit_batches, minimum=1)
-    if spec.lookback < 4:
-        raise ConfigError(f"signal.lookback: the baselines need at least 4 samples, got {spec.lookback}")
-    horizon = spec.horizon
-    lookback, target = HarmonicStream(spec, validation_size, seed, device, split="validation").batch(0)
-    orders = tuple(order for order in DEFAULT_AR_ORDERS if order < spec.lookback // 2) or (1,)
-    periods = (math.floor(spec.periods[0]), math.ceil(spec.periods[1]))
-    dictionaries = (PeriodDictionary(spec.lookback, horizon, periods, ridge) for ridge in DICTIONARY_RIDGES)
-    train = HarmonicStream(spec, batch_size, seed, device, split="train")
-    return {
-        "naive": functools.partial(naive, horizon=horizon),
-        "seasonal_naive": functools.partial(seasonal_naive, horizon=horizon),
-        "dft": functools.partial(dft_extrapolation, horizon=horizon),
-        "ar": functools.partial(autoregressive, horizon=horizon, order=choose_ar_order(lookback, target, orders)),
-        "linear_map": LinearMap.fit_batches(train.batch(index) for index in range(fit_batches)),
-        "period_dictionary": _validation_best(dictionaries, lookback, target),
-    }

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from harmonic_forecast.baselines import fit_baselines, naive
+from harmonic_forecast.baseline_fits import fit_baselines
+from harmonic_forecast.baselines import naive
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.stream import HarmonicStream

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec
+from harmonic_forecast.baseline_fits import fit_baselines
 from harmonic_forecast.baselines import (
     LinearMap,
     PeriodDictionary,
@@ -18,7 +19,6 @@ from harmonic_forecast.baselines import (
     backtest_autoregressive,
     choose_ar_order,
     dft_extrapolation,
-    fit_baselines,
     mse,
     naive,
     seasonal_naive,
