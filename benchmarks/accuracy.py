@@ -30,7 +30,7 @@ from harmonic_forecast.config import RunConfig, load_run_config
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.evaluate import EvaluationSettings, evaluate
 from harmonic_forecast.forecast import load_forecaster
-from harmonic_forecast.model import SEED_MODEL
+from harmonic_forecast.models import SEED_MODEL
 from harmonic_forecast.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

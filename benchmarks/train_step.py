@@ -47,7 +47,7 @@ from harmonic_forecast.config import RunConfig, parse_run_config
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import loss_function
-from harmonic_forecast.model import SEED_MODEL, build_model, flops_per_sample
+from harmonic_forecast.models import SEED_MODEL, build_model, flops_per_sample
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.testing import tiny_config
 from harmonic_forecast.trainer import (

@@ -39,7 +39,7 @@ from harmonic_forecast.checkpoint import (
 )
 from harmonic_forecast.config import RunConfig
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import Forecaster, load_weights, read_model_config
+from harmonic_forecast.models import Forecaster, load_weights, read_model_config
 from harmonic_forecast.trainer import DivergedError, TrainState, any_rank, weights_finite
 
 STATE_FILE = "trainer_state.json"

@@ -2,10 +2,10 @@
 
 Sections: ``[train]`` (seed, batch, optimiser, loss, device, compilation, checkpoints), ``[eval]``,
 ``[signal]`` (the base :class:`SignalSpec`, with optional ``[[signal.families]]`` tables: a mixture),
-``[model]``, ``[wandb]`` and one ``[[stages]]`` table per curriculum stage: its component band, a
-budget in ``steps`` or ``samples``, optionally its own ``lr``, ``noise``, ``drift``, ``families``
-(``[[stages.families]]`` tables, replacing the base's) and a promotion rule (``promote_below`` with
-``min_steps`` or ``min_samples``).
+``[model]`` (the fields of its ``kind``'s family, :mod:`harmonic_forecast.models`), ``[wandb]`` and one
+``[[stages]]`` table per curriculum stage: its component band, a budget in ``steps`` or ``samples``,
+optionally its own ``lr``, ``noise``, ``drift``, ``families`` (``[[stages.families]]`` tables, replacing
+the base's) and a promotion rule (``promote_below`` with ``min_steps`` or ``min_samples``).
 
 A bad value is a :class:`ConfigError` of one line naming the key, e.g. ``train.batch_size: Input should
 be greater than or equal to 1, got 0`` or ``stages[1].lr: ...`` (:mod:`harmonic_forecast.tables`), which
@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     InstanceOf,
+    SerializeAsAny,
     StrictBool,
     StrictStr,
     TypeAdapter,
@@ -36,7 +37,7 @@ from pydantic import (
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.losses import LOSSES
-from harmonic_forecast.model import ModelConfig
+from harmonic_forecast.models import ModelConfig
 from harmonic_forecast.signals import Drift, Families, Family, Noise, SignalSpec
 from harmonic_forecast.tables import Count, Float, Int, NonNegative, Positive, Rate, Table, validated
 
@@ -133,7 +134,7 @@ class RunConfig(Table):
     train: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
     signal: InstanceOf[SignalSpec] = SignalSpec()
-    model: ModelConfig = Field(default_factory=dict, validate_default=True)
+    model: SerializeAsAny[InstanceOf[ModelConfig]] = Field(default_factory=dict, validate_default=True)
     stages: tuple[InstanceOf[Stage], ...]
     wandb: WandbSettings = WandbSettings()
 
@@ -149,14 +150,14 @@ class RunConfig(Table):
     @field_validator("model", mode="before")
     @classmethod
     def _model(cls, value: Any, info: ValidationInfo) -> Any:
-        """A ``[model]`` table takes its lookback and horizon from the signal."""
+        """A ``[model]`` table takes its lookback and horizon from the signal and its fields from its kind's family."""
         if not isinstance(value, dict):
             return value
         for key in ("lookback", "horizon"):
             if key in value:
                 raise ConfigError(f"model.{key}: set it in [signal]; the model follows the signal")
         signal = info.data.get("signal", SignalSpec())
-        return {**value, "lookback": signal.lookback, "horizon": signal.horizon}
+        return ModelConfig.from_dict({**value, "lookback": signal.lookback, "horizon": signal.horizon})
 
     @field_validator("stages", mode="wrap")
     @classmethod
@@ -200,7 +201,6 @@ TABLES = {  # the table under each key, for the known keys of an unknown one
     "": RunConfig,
     "train": TrainSettings,
     "eval": EvalSettings,
-    "model": ModelConfig,
     "stages": StageTable,
     "stages.families": Family,
     "wandb": WandbSettings,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import CONFIG_FILE, Forecaster
+from harmonic_forecast.models import CONFIG_FILE, Forecaster
 from harmonic_forecast.scaling import scale_windows, unscale
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"

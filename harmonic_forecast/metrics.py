@@ -23,7 +23,7 @@ from harmonic_forecast.checkpoint import write_failure
 from harmonic_forecast.config import RunConfig
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.hardware import peak_flops
-from harmonic_forecast.model import flops_per_sample
+from harmonic_forecast.models import flops_per_sample
 from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_table, warn

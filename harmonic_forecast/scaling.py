@@ -8,7 +8,7 @@ scaled windows and maps its output back, ``center + scale · f((x - center) / sc
 ``F(a·x + b) = a·F(x) + b``: users' units never matter, and the horizon's scale is never needed
 (instance normalisation, as RevIN, Kim et al. 2022, and Chronos's mean scaling, Ansari et al. 2024).
 A constant lookback has scale 0; it is scaled by 1 (its scaled window is all zeros) and a model
-forecasts its constant. The models (:mod:`harmonic_forecast.model`), their closed-form fits and
+forecasts its constant. The models (:mod:`harmonic_forecast.models`), their closed-form fits and
 the evaluation's per-window MSE all use these functions.
 """
 

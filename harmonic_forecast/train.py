@@ -41,7 +41,7 @@ from harmonic_forecast.config import RunConfig
 from harmonic_forecast.curriculum import learning_rate, promotion_due, stage_finished
 from harmonic_forecast.losses import loss_function
 from harmonic_forecast.metrics import Metrics
-from harmonic_forecast.model import build_model
+from harmonic_forecast.models import build_model
 from harmonic_forecast.preemption import PID_FILE, StopRequest, StopVote
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.stream import HarmonicStream
@@ -54,6 +54,7 @@ from harmonic_forecast.trainer import (
     build_optimizer,
     check_batch_division,
     compile_objective,
+    stream_windows,
     train_step,
     uses_cuda_graphs,
 )
@@ -130,7 +131,8 @@ def _run(
     optimizer = build_optimizer(model, config)
     state = TrainState(stage_samples=[0] * len(config.stages))
     if not checkpointer.load(model, optimizer, state):
-        model.fit_to_data(config.stage_spec(config.stages[-1]), config.train.seed)
+        device = next(model.parameters()).device  # still where build_model made it: the fit's windows go there
+        model.fit_to_data(stream_windows(config.train.seed, device), config.stage_spec(config.stages[-1]))
     say(parameter_table(model))
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
     step_objective = compile_objective(objective, config, accelerator)

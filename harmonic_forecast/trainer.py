@@ -2,7 +2,8 @@
 
 :class:`TrainState` is the run's position (step, samples, curriculum) with ``state_dict`` and
 ``load_state_dict``, as every stateful part of the trainer has; :func:`any_rank` is the one
-collective the components use to agree on a flag. Nothing here reads or writes files.
+collective the components use to agree on a flag. :func:`stream_windows` is the data the models' closed-form
+parts are fitted on (models never build streams themselves). Nothing here reads or writes files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from accelerate.utils import InitProcessGroupKwargs
 from harmonic_forecast.config import RunConfig
 from harmonic_forecast.curriculum import CurriculumState
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import Forecaster
+from harmonic_forecast.models import Forecaster, WindowSource
+from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.stream import HarmonicStream
 
 
 class DivergedError(RuntimeError):
@@ -66,6 +69,22 @@ class TrainingObjective(torch.nn.Module):
 
     def forward(self, lookback: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.model.training_loss(lookback, target, self.loss)
+
+
+def stream_windows(seed: int, device: str | torch.device = "cpu") -> WindowSource:
+    """The :class:`~harmonic_forecast.models.WindowSource` of a run's stream, for ``Forecaster.fit_to_data``.
+
+    ``source(spec, batch_size, split, index)`` is batch ``index`` of
+    ``HarmonicStream(spec, batch_size, seed, device, split=split, rank=0, world_size=1)``: the whole batch on
+    every rank (not a rank's share), so every rank fits the same closed-form parts.
+    """
+
+    def source(spec: SignalSpec, batch_size: int, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        stream = HarmonicStream(spec, batch_size, seed, device, split=split, rank=0, world_size=1)
+        lookback, target = stream.batch(index)
+        return lookback, target
+
+    return source
 
 
 def any_rank(accelerator: Accelerator, flag: bool) -> bool:

@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import ModelConfig, build_model
+from harmonic_forecast.models import ModelConfig, build_model
 from harmonic_forecast.train import TrainingObjective
+from harmonic_forecast.trainer import stream_windows
 from tests.run_helpers import run_cli, write_config
 
 pytestmark = pytest.mark.slow  # the first compilation takes a minute on a small CPU
@@ -29,8 +30,8 @@ def _loss_and_gradients(
 @pytest.mark.parametrize("kind", ["seed_gru", "sparse_gru"])  # wiener_gru is sparse_gru's network
 def test_compiled_objective_matches_eager_loss_and_gradients(kind: str) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, hidden=16, encoder_width=16))
-    model.fit_to_data(SignalSpec(), seed=0)
+    model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16}))
+    model.fit_to_data(stream_windows(seed=0), SignalSpec())
     objective = TrainingObjective(model, weighted_mse)
     lookback, target = HarmonicStream(SignalSpec(), batch_size=64, seed=1).batch(0)
     eager_loss, eager_gradients = _loss_and_gradients(objective, lookback, target)

@@ -12,7 +12,7 @@ from harmonic_forecast.cli import main
 from harmonic_forecast.config import load_run_config, parse_run_config
 from harmonic_forecast.curriculum import Stage
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import SEED_MODEL, ModelConfig
+from harmonic_forecast.models import SEED_MODEL, ModelConfig, SeedGRUConfig
 
 CONFIG = """
 [train]
@@ -77,8 +77,10 @@ def test_samples_become_steps_of_the_batch_and_stages_default_to_train_lr() -> N
         (("signal",), 3, "signal: expected a table, got 3"),
         (("signal", "lookback"), 1, "model.lookback: Input should be greater than or equal to 2, got 1"),
         (("model", "hidden"), 2, "model.hidden: Input should be greater than or equal to 4, got 2"),
-        (("model", "periods"), [50, 10], "model.periods: need 2 <= low < high (half-open), got [50, 10]"),
+        (("model",), {"kind": "sparse_gru", "periods": [50, 10]}, "model.periods: need 2 <= low < high (half-open)"),
+        (("model", "periods"), [50, 10], "model.periods: unknown key (known: kind, lookback,"),  # seed_gru has none
         (("model", "width"), 3, "model.width: unknown key (known: kind, lookback, horizon, hidden,"),
+        (("model", "kind"), "gpt", "model.kind: Input should be 'sparse_gru', 'wiener_gru', 'seed_gru', 'lstm' or"),
         (("model", "horizon"), 5, "model.horizon: set it in [signal]; the model follows the signal"),
         (("stages",), [], "stages: List should have at least 1 item"),
         (("stages", 1, "lr"), 0.0, "stages[1].lr: Input should be greater than 0, got 0.0"),
@@ -132,3 +134,10 @@ def test_bad_stage_override_exits_2_with_one_line(tmp_path: Path, capsys: pytest
     error = capsys.readouterr().err
     assert status == 2 and "stages.3.steps" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_model_table_takes_the_fields_of_its_kind() -> None:
+    assert parse_run_config(VALUES).model == SeedGRUConfig(hidden=32)
+    sparse = parse_run_config(_edited("model", value={"kind": "sparse_gru", "periods": [10, 50]}))
+    assert sparse.model.periods == (10, 50) and sparse.to_dict()["model"]["periods"] == (10, 50)
+    assert parse_run_config(_edited("model", value={})).model.kind == "sparse_gru"

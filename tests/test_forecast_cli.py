@@ -11,15 +11,16 @@ import torch
 
 from harmonic_forecast import ConfigError, SignalSpec, load_forecaster
 from harmonic_forecast.cli import main
-from harmonic_forecast.model import ModelConfig, build_model
+from harmonic_forecast.models import SparseGRUConfig, build_model
+from harmonic_forecast.trainer import stream_windows
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("model")
-    model = build_model(ModelConfig(hidden=32, encoder_width=32))
-    model.fit_to_data(SignalSpec(components=(3, 46)), seed=0)  # the skip path, as training starts with
+    model = build_model(SparseGRUConfig(hidden=32, encoder_width=32))
+    model.fit_to_data(stream_windows(seed=0), SignalSpec(components=(3, 46)))  # the skip path, as training starts with
     model.save_pretrained(directory)
     return directory
 

@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.config import RunConfig, load_run_config
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import SEED_MODEL, ModelConfig, build_model
+from harmonic_forecast.models import SEED_MODEL, ModelConfig, build_model
 from harmonic_forecast.train import TrainingObjective, train
+from harmonic_forecast.trainer import stream_windows
 from tests.device_recorder import DeviceRecorder
 from tests.run_helpers import tiny_config, write_config
 
@@ -90,9 +91,9 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize("kind", ["seed_gru", "wiener_gru", "sparse_gru"])
 def test_compiled_bf16_step_matches_eager(kind: str) -> None:
     torch.manual_seed(0)
-    config = SEED_MODEL if kind == "seed_gru" else ModelConfig(kind=kind)
+    config = SEED_MODEL if kind == "seed_gru" else ModelConfig.from_dict({"kind": kind})
     model = build_model(config)
-    model.fit_to_data(SignalSpec(), seed=0)
+    model.fit_to_data(stream_windows(seed=0), SignalSpec())
     objective = TrainingObjective(model.to(CUDA), weighted_mse)
     lookback, target = HarmonicStream(SignalSpec(), batch_size=1024, seed=1, device=CUDA).batch(0)
     eager_loss, eager_gradients = _bf16_step(objective, lookback, target)

@@ -10,16 +10,21 @@ import torch
 
 from harmonic_forecast import ConfigError, SignalSpec
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
-from harmonic_forecast.model import (
+from harmonic_forecast.models import (
     SEED_MODEL,
+    LSTMConfig,
     LSTMForecaster,
     ModelConfig,
+    SeedGRUConfig,
     SeedGRUForecaster,
+    Seq2SeqGRUConfig,
     Seq2SeqGRUForecaster,
+    SparseGRUConfig,
     build_model,
     flops_per_sample,
 )
 from harmonic_forecast.scaling import scale_windows
+from harmonic_forecast.trainer import stream_windows
 from tests.device_recorder import DeviceRecorder
 
 
@@ -37,7 +42,7 @@ def test_seed_shapes_and_parameter_count() -> None:
 def test_feedback_gradient_follows_the_option(detach: bool) -> None:
     """Step 1 depends on step 0's prediction through the fed-back value only when it is not detached."""
     torch.manual_seed(0)
-    model = SeedGRUForecaster(ModelConfig(horizon=3, detach_feedback=detach))
+    model = SeedGRUForecaster(SeedGRUConfig(horizon=3, detach_feedback=detach))
     head_outputs: list[torch.Tensor] = []
     model.head.register_forward_hook(lambda module, args, output: head_outputs.append(output))
     forecast = model(torch.randn(4, 100))
@@ -48,8 +53,8 @@ def test_feedback_gradient_follows_the_option(detach: bool) -> None:
 @pytest.mark.parametrize("kind", ["sparse_gru", "wiener_gru", "seed_gru"])
 def test_save_and_load_without_training_code(tmp_path: Path, kind: str) -> None:
     torch.manual_seed(1)
-    model = build_model(ModelConfig(kind=kind, hidden=32, encoder_width=16))
-    model.fit_to_data(SignalSpec(components=(3, 10)), seed=0)
+    model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 32, "encoder_width": 16}))
+    model.fit_to_data(stream_windows(seed=0), SignalSpec(components=(3, 10)))
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == kind
     loaded = type(model).from_pretrained(tmp_path)
@@ -59,7 +64,7 @@ def test_save_and_load_without_training_code(tmp_path: Path, kind: str) -> None:
 
 @pytest.mark.parametrize("damage", ["missing", "bad_json", "wrong_type", "truncated_weights", "wrong_shape"])
 def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str) -> None:
-    SeedGRUForecaster(ModelConfig(kind="seed_gru", hidden=32)).save_pretrained(tmp_path)
+    SeedGRUForecaster(SeedGRUConfig(hidden=32)).save_pretrained(tmp_path)
     config, weights = tmp_path / "config.json", tmp_path / "model.safetensors"
     if damage == "missing":
         weights.unlink()
@@ -78,7 +83,7 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
 
 @pytest.mark.parametrize("kind", ["sparse_gru", "wiener_gru", "seed_gru", "lstm", "seq2seq_gru"])
 def test_forward_and_training_loss_touch_only_the_model_device(kind: str) -> None:
-    model = build_model(ModelConfig(kind=kind, hidden=16)).to("meta")
+    model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16})).to("meta")
     lookback, target = torch.empty(8, 100, device="meta"), torch.empty(8, 10, device="meta")
     with DeviceRecorder() as recorder:
         forecast = model(lookback)
@@ -100,7 +105,7 @@ def test_losses() -> None:
 
 def test_lstm_objective_is_next_step_and_forecast_is_autoregressive() -> None:
     torch.manual_seed(0)
-    model = LSTMForecaster(ModelConfig(kind="lstm", hidden=8))
+    model = LSTMForecaster(LSTMConfig(hidden=8))
     lookback, target = torch.randn(3, 100), torch.randn(3, 10)
     signal = torch.cat(scale_windows(lookback, target), dim=1).float()  # the objective reads scaled windows
     output, _ = model.lstm(signal[:, :-1].unsqueeze(-1))
@@ -113,7 +118,7 @@ def test_lstm_objective_is_next_step_and_forecast_is_autoregressive() -> None:
 
 def test_seq2seq_teacher_forcing_uses_the_true_previous_values() -> None:
     torch.manual_seed(0)
-    model = Seq2SeqGRUForecaster(ModelConfig(kind="seq2seq_gru", hidden=10))
+    model = Seq2SeqGRUForecaster(Seq2SeqGRUConfig(hidden=10))
     assert model.decoder.hidden_size == 10 + 2 * 51
     lookback, target = torch.randn(4, 100), torch.randn(4, 10)
     forced = model.training_loss(lookback, target, lambda prediction, _: prediction.sum())
@@ -126,12 +131,12 @@ def test_seq2seq_teacher_forcing_uses_the_true_previous_values() -> None:
 
 
 def test_loading_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
-    LSTMForecaster(ModelConfig(kind="lstm", hidden=8)).save_pretrained(tmp_path)
+    LSTMForecaster(LSTMConfig(hidden=8)).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="holds a lstm model"):
         SeedGRUForecaster.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("config", [ModelConfig(), SEED_MODEL, ModelConfig(kind="seq2seq_gru", hidden=10)])
+@pytest.mark.parametrize("config", [SparseGRUConfig(), SEED_MODEL, Seq2SeqGRUConfig(hidden=10)])
 def test_flops_per_sample_matches_pytorchs_flop_counter(config: ModelConfig) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -146,7 +151,7 @@ def test_flops_per_sample_matches_pytorchs_flop_counter(config: ModelConfig) -> 
 
 
 def test_lstm_flops_count_every_step() -> None:
-    config = ModelConfig(kind="lstm", hidden=8, lookback=20, horizon=5)
+    config = LSTMConfig(hidden=8, lookback=20, horizon=5)
     per_step = 2 * 4 * 8 * (1 + 8) + 2 * 8
     assert flops_per_sample(config, training=False) == 24 * per_step
 
@@ -156,3 +161,48 @@ def test_peak_flops_is_unknown_on_a_cpu() -> None:
 
     assert peak_flops(torch.device("cpu"), bf16=False) is None
     assert PEAK_FLOPS["H200"][0] > PEAK_FLOPS["H200"][1] > 0
+
+
+def test_the_residual_kinds_are_one_network_given_different_skip_paths() -> None:
+    from harmonic_forecast.models import ResidualGRUForecaster
+    from harmonic_forecast.models.skips import SparseSkip, WienerSkip
+
+    sparse = build_model(ModelConfig.from_dict({"kind": "sparse_gru", "hidden": 16, "encoder_width": 16}))
+    wiener = build_model(ModelConfig.from_dict({"kind": "wiener_gru", "hidden": 16, "encoder_width": 16}))
+    assert type(sparse) is type(wiener) is ResidualGRUForecaster
+    assert isinstance(sparse.skip, SparseSkip) and isinstance(wiener.skip, WienerSkip)
+    network = {name: p.shape for name, p in sparse.named_parameters()}
+    assert network == {name: p.shape for name, p in wiener.named_parameters()}
+
+
+def test_each_family_declares_its_own_fields() -> None:
+    assert ModelConfig.from_dict({"kind": "sparse_gru", "periods": [10, 50]}).periods == (10, 50)
+    for kind in ("seed_gru", "wiener_gru", "lstm", "seq2seq_gru"):
+        with pytest.raises(ConfigError, match=r"^model\.periods: unknown key \(known: kind, lookback,") as error:
+            ModelConfig.from_dict({"kind": kind, "periods": [10, 50]})
+        assert "\n" not in str(error.value) and "periods" not in str(error.value).partition("known:")[2]
+    assert ModelConfig.from_dict({}) == SparseGRUConfig()  # the default kind
+    with pytest.raises(TypeError, match="shared base"):
+        ModelConfig(kind="seed_gru")
+    with pytest.raises(TypeError, match="needs a SparseGRUConfig"):
+        build_model(SeedGRUConfig().model_copy(update={"kind": "sparse_gru"}))
+
+
+def test_old_config_files_still_load(tmp_path: Path) -> None:
+    """Before the fields were sparse_gru's own every kind wrote them; a config without input_scaling reads as "none"."""
+    SeedGRUForecaster(SeedGRUConfig(hidden=32)).save_pretrained(tmp_path)
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["input_scaling"]
+    (tmp_path / "config.json").write_text(json.dumps(values | {"periods": [10, 100], "sparse_iterations": 16}))
+    model = SeedGRUForecaster.from_pretrained(tmp_path)
+    assert model.config == SeedGRUConfig(hidden=32, input_scaling="none")
+
+
+def test_the_shipped_model_loads_strictly() -> None:
+    from harmonic_forecast.forecast import PRETRAINED
+    from harmonic_forecast.models import ResidualGRUForecaster, read_model_config
+
+    config = read_model_config(PRETRAINED)
+    assert config == SparseGRUConfig(input_scaling="none") and config.periods == (10, 100)
+    model = ResidualGRUForecaster.from_pretrained(PRETRAINED)  # load_state_dict is strict: every name matches
+    assert model.skip.wiener.eigenvalues.max() > 0

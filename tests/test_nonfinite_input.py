@@ -9,8 +9,8 @@ import torch
 from harmonic_forecast import ConfigError, HarmonicStream, SignalSpec, load_forecaster
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.losses import weighted_mse
-from harmonic_forecast.model import MODEL_KINDS, Forecaster, ModelConfig, build_model
-from harmonic_forecast.wiener import ERROR_KNOTS, interpolate_error
+from harmonic_forecast.models import MODEL_KINDS, Forecaster, ModelConfig, build_model
+from harmonic_forecast.models.skips.wiener import ERROR_KNOTS, interpolate_error
 
 BAND = SignalSpec(components=(3, 10))
 BAD_ROWS = {1: float("nan"), 3: float("inf"), 5: float("-inf")}  # row -> the value put into one of its samples
@@ -30,7 +30,8 @@ def models(pretrained: HarmonicForecaster) -> dict[str, Forecaster]:
     result: dict[str, Forecaster] = {"pretrained": shipped}
     for kind in MODEL_KINDS:
         torch.manual_seed(0)
-        model = build_model(ModelConfig(kind=kind, hidden=16, encoder_width=16, sparse_iterations=4))
+        sparse = {"sparse_iterations": 4} if kind == "sparse_gru" else {}
+        model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16, **sparse}))
         if kind == "sparse_gru":
             model.skip.load_state_dict(shipped.skip.state_dict())
         elif kind == "wiener_gru":

@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.config import parse_run_config
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import ModelConfig, build_model
+from harmonic_forecast.models import SparseGRUConfig, build_model
 from harmonic_forecast.plots import plot_error_by_step, plot_forecasts, plot_training_curves, read_metrics
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.train import train
@@ -47,7 +47,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_plot_forecasts(tmp_path: Path) -> None:
     lookback, target = HarmonicStream(SignalSpec(components=(3, 10)), batch_size=8, seed=0, split="test").batch(0)
     torch.manual_seed(0)
-    model = build_model(ModelConfig()).eval()
+    model = build_model(SparseGRUConfig()).eval()
     with torch.no_grad():
         forecasts = {"model": model(lookback), "naive": lookback[:, -1:].expand_as(target)}
     path = plot_forecasts(lookback, target, forecasts, tmp_path / "figures" / "forecasts.png", count=3)

@@ -8,7 +8,7 @@ import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec, load_forecaster
 from harmonic_forecast.forecast import HarmonicForecaster
-from harmonic_forecast.model import MODEL_KINDS, ModelConfig, build_model
+from harmonic_forecast.models import MODEL_KINDS, ModelConfig, SeedGRUConfig, build_model
 from harmonic_forecast.scaling import lookback_statistics, scale_windows, unscale
 
 SHIFTS = [(1.0, 0.0), (3.7, -12.5), (0.01, 250.0), (1e4, 1e3)]
@@ -32,14 +32,14 @@ def _assert_equivariant(predict, x: torch.Tensor, scale: float, shift: float) ->
 @pytest.mark.parametrize(("scale", "shift"), SHIFTS)
 def test_every_model_kind_is_affine_equivariant(kind: str, scale: float, shift: float, windows) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, hidden=16, encoder_width=16)).eval()
+    model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16})).eval()
     with torch.no_grad():
         _assert_equivariant(model, windows, scale, shift)
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_a_constant_window_forecasts_its_constant(kind: str) -> None:
-    model = build_model(ModelConfig(kind=kind, hidden=16, encoder_width=16)).eval()
+    model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16})).eval()
     constant = torch.full((3, 100), 7.25, dtype=torch.float64)
     constant[1] = -3.0
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_the_shipped_model_takes_any_units(scale: float, shift: float, windows) 
 
 def test_training_loss_does_not_depend_on_units(windows) -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind="seed_gru", hidden=16, encoder_width=16))
+    model = build_model(SeedGRUConfig(hidden=16, encoder_width=16))
     target = windows[:, :10].clone()
     loss = lambda forecast, truth: (forecast - truth).square().mean()  # noqa: E731
     base = model.training_loss(windows.float(), target.float(), loss)
@@ -80,6 +80,6 @@ def test_scaling_functions() -> None:
 
 def test_legacy_model_is_scaled_around(tmp_path, windows) -> None:
     # A config.json from before the convention reads as input_scaling = "none"; the user path scales around it.
-    model = build_model(ModelConfig(kind="seed_gru", hidden=16, encoder_width=16, input_scaling="none"))
+    model = build_model(SeedGRUConfig(hidden=16, encoder_width=16, input_scaling="none"))
     forecaster = HarmonicForecaster(model.eval())
     _assert_equivariant(forecaster.predict, windows, 3.0, 1.0)

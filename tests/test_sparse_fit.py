@@ -10,8 +10,9 @@ import torch
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.baselines import PeriodDictionary, mse
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.model import ModelConfig, build_model
-from harmonic_forecast.sparse_fit import PeriodSparseFit, SparseSkip
+from harmonic_forecast.models import SparseGRUConfig, build_model
+from harmonic_forecast.models.skips.sparse_fit import PeriodSparseFit, SparseSkip
+from harmonic_forecast.trainer import stream_windows
 
 BAND = SignalSpec(components=(3, 46))
 
@@ -19,7 +20,7 @@ BAND = SignalSpec(components=(3, 46))
 @pytest.fixture(scope="module")
 def skip() -> SparseSkip:
     module = SparseSkip(BAND.lookback, BAND.horizon, (10, 100), iterations=16)
-    module.fit(BAND, seed=0)
+    module.fit(stream_windows(seed=0), BAND)
     return module
 
 
@@ -73,6 +74,6 @@ def test_a_window_the_fit_cannot_handle_gets_the_wiener_forecast(skip: SparseSki
 
 
 def test_signals_outside_the_period_grid_are_refused() -> None:
-    model = build_model(ModelConfig(periods=(10, 50)))
+    model = build_model(SparseGRUConfig(periods=(10, 50)))
     with pytest.raises(ConfigError, match=r"model\.periods"):
-        model.fit_to_data(BAND, seed=0)
+        model.fit_to_data(stream_windows(seed=0), BAND)

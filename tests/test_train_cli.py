@@ -13,7 +13,7 @@ import pytest
 from harmonic_forecast import ConfigError
 from harmonic_forecast.cli import main
 from harmonic_forecast.config import load_run_config
-from harmonic_forecast.model import SeedGRUForecaster, SparseGRUForecaster
+from harmonic_forecast.models import ResidualGRUForecaster, SeedGRUForecaster
 from harmonic_forecast.testing import tiny_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,9 @@ def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
     clean, noisy = final["results"]["(3,5) clean"], final["results"]["(3,5) σ=0.1"]
     assert clean["model"] < 1e-4 and clean["model"] < 1e-3 * clean["dft"]
     assert noisy["model"] < noisy["naive"] and clean["model"] < final["results"]["(3,5)"]["model"] < noisy["model"]
-    skip = SparseGRUForecaster.from_pretrained(tmp_path / "out" / "model").skip
+    model = ResidualGRUForecaster.from_pretrained(tmp_path / "out" / "model")
+    skip = model.skip
+    assert model.config.kind == "sparse_gru"
     assert skip.wiener.eigenvalues.max() > 0 and skip.expected_errors.max() < 1  # fitted and calibrated
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from harmonic_forecast.checkpointer import STATE_FILE, read_state
 from harmonic_forecast.config import ConfigError, load_run_config
-from harmonic_forecast.model import build_model
+from harmonic_forecast.models import build_model
 from harmonic_forecast.preemption import StopRequest, StopVote
 from harmonic_forecast.trainer import TrainState
 from tests.run_helpers import ROOT, write_config
@@ -85,3 +86,24 @@ def test_components_never_import_the_training_loop_and_preemption_not_torch() ->
         "assert 'harmonic_forecast.train' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_models_and_baselines_never_import_the_stream_or_the_layers_above() -> None:
+    """config → stream → model → trainer → checkpoint: models and baselines take tensors, their callers the data."""
+    package = ROOT / "harmonic_forecast"
+    above = {"stream", "train", "trainer", "checkpointer", "checkpoint", "validation", "evaluate", "baseline_fits"}
+    forbidden = {f"harmonic_forecast.{name}" for name in above}
+    files = [*sorted((package / "models").rglob("*.py")), package / "baselines.py"]
+    assert len(files) >= 9
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path}: relative import"
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                assert not (node.module == "harmonic_forecast" and "HarmonicStream" in names[1].split(".")), path
+            else:
+                continue
+            bad = [name for name in names if any(name == f or name.startswith(f"{f}.") for f in forbidden)]
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

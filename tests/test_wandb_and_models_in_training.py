@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harmonic_forecast.checkpoint import latest_checkpoint
-from harmonic_forecast.model import Forecaster, LSTMForecaster, Seq2SeqGRUForecaster
+from harmonic_forecast.models import Forecaster, LSTMForecaster, Seq2SeqGRUForecaster
 from harmonic_forecast.train import EXIT_PREEMPTED
 from tests.run_helpers import LONG_RUN, run_cli, start_training, tiny_config, write_config
 

@@ -9,16 +9,33 @@ import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.baselines import LinearMap, mse
-from harmonic_forecast.wiener import WienerSkip
+from harmonic_forecast.models.skips.wiener import CALIBRATION_NOISE, WienerSkip
+from harmonic_forecast.trainer import stream_windows
 
 BAND = SignalSpec(components=(3, 20))
 
 
+asked: list[tuple[SignalSpec, int, str, int]] = []  # what the fit asked its window source for
+
+
 @pytest.fixture(scope="module")
 def skip() -> WienerSkip:
+    windows = stream_windows(seed=0)
+
+    def source(spec: SignalSpec, batch_size: int, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        asked.append((spec, batch_size, split, index))
+        return windows(spec, batch_size, split, index)
+
     module = WienerSkip(BAND.lookback, BAND.horizon)
-    module.fit(BAND, seed=0)
+    module.fit(source, BAND)
     return module
+
+
+def test_the_fit_takes_its_windows_from_the_source(skip: WienerSkip) -> None:
+    """Eight clean train batches for the maps, one validation batch over the noise levels for the calibration."""
+    clean = BAND.replace(noise=0.0)
+    calibration = (BAND.replace(noise=CALIBRATION_NOISE), 2048 * len(CALIBRATION_NOISE), "validation", 0)
+    assert asked == [(clean, 8192, "train", index) for index in range(8)] + [calibration]
 
 
 def _test_set(noise: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,8 @@ maps stall at ~4e-6 on clean (3,45) signals where this fit reaches ~3e-7, and at
 The grid spans a few dozen dimensions of the window (the columns are band-limited), so the fit runs
 in the ``rank`` leading left singular directions of ``A``, which also discards the out-of-band noise.
 Every iteration is two GEMMs against the precomputed per-pair outer products ``a aᵀ`` plus a
-batched ``rank x rank`` Cholesky, all in float64.
+batched ``rank x rank`` Cholesky, all in float64. Like the Wiener path, :class:`SparseSkip` is fitted
+from windows handed in (a :class:`~harmonic_forecast.models.windows.WindowSource`), never from a stream.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.models.skips.wiener import ERROR_KNOTS, WienerSkip, calibrate_error, interpolate_error
+from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.signals import SignalSpec
-from harmonic_forecast.wiener import ERROR_KNOTS, WienerSkip, calibrate_error, interpolate_error
 
 RELATIVE_FLOOR = 1e-13  # noise variance floor relative to the window's mean square: keeps Cholesky stable
 SINGULAR_CUTOFF = 1e-12  # directions of A below this relative singular value carry no signal in float64
@@ -96,7 +99,7 @@ class SparseSkip(nn.Module):
     """The sparse fit as a skip path, with the Wiener path's noise estimate and smoothed window.
 
     ``forward(x [B, L]) -> (forecast [B, H], noise variance s² [B], smoothed window [B, L])``, float64, like
-    :class:`~harmonic_forecast.wiener.WienerSkip`, whose forecast stands in wherever the sparse one is not
+    :class:`~harmonic_forecast.models.skips.wiener.WienerSkip`, whose forecast stands in wherever the sparse one is not
     finite. :meth:`fit` fits the Wiener path and calibrates this path's own expected error against ``s²``.
     """
 
@@ -104,6 +107,7 @@ class SparseSkip(nn.Module):
         self, lookback: int, horizon: int, periods: tuple[int, int], iterations: int, constant: bool = False
     ) -> None:
         super().__init__()
+        self.periods = periods
         self.wiener = WienerSkip(lookback, horizon)
         self.sparse = PeriodSparseFit(lookback, horizon, periods, iterations, constant)
         self.register_buffer("error_knots", ERROR_KNOTS.clone(), persistent=False)
@@ -119,10 +123,22 @@ class SparseSkip(nn.Module):
         """The calibrated MSE of the sparse forecast at noise variance ``variance``."""
         return interpolate_error(self.error_knots, self.expected_errors, variance)
 
+    def flops(self) -> int:
+        """Matrix-multiply FLOPs of one window's forward pass: the Wiener path's and the sparse fit's."""
+        return self.wiener.flops() + self.sparse.flops()
+
     @torch.no_grad()
-    def fit(self, spec: SignalSpec, seed: int, scaled: bool = False) -> None:
-        """Fit the Wiener path (see :meth:`WienerSkip.fit`) and calibrate the sparse forecast's error."""
-        self.wiener.fit(spec, seed, scaled=scaled)
-        device = self.expected_errors.device
-        errors = calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, 512, scaled=scaled)
+    def fit(self, source: WindowSource, spec: SignalSpec, scaled: bool = False) -> None:
+        """Fit the Wiener path (see :meth:`WienerSkip.fit`) and calibrate the sparse forecast's error.
+
+        Raises :class:`ConfigError` naming ``model.periods`` when the grid does not cover ``spec.periods``.
+        """
+        low, high = self.periods
+        if spec.periods[0] < low or spec.periods[1] > high:
+            raise ConfigError(
+                f"model.periods: the sparse fit's grid [{low}, {high}) does not cover signal.periods "
+                f"[{spec.periods[0]}, {spec.periods[1]}); widen model.periods"
+            )
+        self.wiener.fit(source, spec, scaled=scaled)
+        errors = calibrate_error(lambda x: self(x)[:2], self.error_knots, source, spec, 512, scaled=scaled)
         self.expected_errors.copy_(errors)

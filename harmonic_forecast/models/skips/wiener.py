@@ -14,6 +14,9 @@ fitted at one noise level cannot do.
 The skip path also carries a calibration of its own expected MSE as a function of ``log s²``,
 measured on validation windows over a grid of noise levels; the model uses it to scale its learned
 residual and its loss, so clean and noisy windows weigh alike in training.
+
+The windows of both fits come from outside, through a :class:`~harmonic_forecast.models.windows.WindowSource`
+(the trainer's is the run's stream); nothing here builds a stream.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.scaling import scale_windows
 from harmonic_forecast.signals import SignalSpec
-from harmonic_forecast.stream import HarmonicStream
 
 NOISE_FLOOR = 1e-16  # float32 rounding of unit-peak windows: (2**-24)**2 / 12 is ~3e-16
 CALIBRATION_NOISE = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -64,22 +67,28 @@ class WienerSkip(nn.Module):
         """The calibrated MSE of the skip forecast at noise variance ``variance``."""
         return interpolate_error(self.error_knots, self.expected_errors, variance)
 
-    @torch.no_grad()
-    def fit(self, spec: SignalSpec, seed: int, batches: int = 8, batch_size: int = 8192, scaled: bool = False) -> None:
-        """Fit the maps on ``batches`` clean training batches of ``spec`` and calibrate the error.
+    def flops(self) -> int:
+        """Matrix-multiply FLOPs of one window's forward pass: eigen-coordinates, smoothed window and forecast."""
+        lookback, horizon = self.projected_cross.shape
+        return 2 * lookback * (2 * lookback + horizon)
 
-        The moments are accumulated in float64 on the module's device; the result is a pure
-        function of ``(spec, seed)``, so every rank of a distributed run fits the same skip path.
-        With ``scaled`` the windows are first scaled by their lookback (:func:`scale_windows`), as a
-        model with ``input_scaling = "lookback"`` will feed them.
+    @torch.no_grad()
+    def fit(
+        self, source: WindowSource, spec: SignalSpec, batches: int = 8, batch_size: int = 8192, scaled: bool = False
+    ) -> None:
+        """Fit the maps on ``batches`` clean ``train`` batches of ``spec`` from ``source`` and calibrate the error.
+
+        The moments are accumulated in float64 on the module's device (the windows are moved there); the
+        result is a pure function of what ``source`` returns, so every rank of a distributed run given the
+        same source fits the same skip path. With ``scaled`` the windows are first scaled by their lookback
+        (:func:`scale_windows`), as a model with ``input_scaling = "lookback"`` will feed them.
         """
         device = self.eigenvalues.device
         clean = spec.replace(noise=0.0)
-        stream = HarmonicStream(clean, batch_size, seed, device, split="train", rank=0, world_size=1)
         gram = torch.zeros_like(self.eigenvectors)
         cross = torch.zeros_like(self.projected_cross)
         for index in range(batches):
-            lookback, target = stream.batch(index)
+            lookback, target = (values.to(device) for values in source(clean, batch_size, "train", index))
             if scaled:
                 lookback, target = scale_windows(lookback, target)
             gram.addmm_(lookback.double().mT, lookback.double())
@@ -89,7 +98,7 @@ class WienerSkip(nn.Module):
         self.eigenvectors.copy_(eigenvectors)
         self.projected_cross.copy_(eigenvectors.mT @ (cross / (batches * batch_size)))
         self.expected_errors.copy_(
-            calibrate_error(lambda x: self(x)[:2], self.error_knots, spec, seed, device, scaled=scaled)
+            calibrate_error(lambda x: self(x)[:2], self.error_knots, source, spec, scaled=scaled)
         )
 
 
@@ -110,21 +119,21 @@ def interpolate_error(knots: Tensor, errors: Tensor, variance: Tensor) -> Tensor
 def calibrate_error(
     forecast_and_variance: Callable[[Tensor], tuple[Tensor, Tensor]],
     knots: Tensor,
+    source: WindowSource,
     spec: SignalSpec,
-    seed: int,
-    device: torch.device,
     per_level: int = 2048,
     scaled: bool = False,
 ) -> Tensor:
     """Expected MSE of a skip path per ``log s²`` knot, a Gaussian-kernel average over validation windows.
 
-    The windows are ``per_level`` signals of ``spec`` at each of :data:`CALIBRATION_NOISE` (scaled by their
-    lookback with ``scaled``); knots that no window comes near take the value of the nearest knot that one does.
+    The windows are batch 0 of the ``validation`` split of ``source``: ``per_level`` signals of ``spec`` at
+    each of :data:`CALIBRATION_NOISE` (scaled by their lookback with ``scaled``), moved to the device of
+    ``knots``. Knots that no window comes near take the value of the nearest knot that one does.
     """
+    device = knots.device
     noisy = spec.replace(noise=CALIBRATION_NOISE)
     batch_size = per_level * len(CALIBRATION_NOISE)
-    validation = HarmonicStream(noisy, batch_size, seed, device, split="validation", rank=0, world_size=1)
-    lookback, target = validation.batch(0)
+    lookback, target = (values.to(device) for values in source(noisy, batch_size, "validation", 0))
     if scaled:
         lookback, target = (values.float() for values in scale_windows(lookback, target))
     forecast, variance = forecast_and_variance(lookback)
