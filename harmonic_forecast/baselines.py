@@ -82,11 +82,13 @@ def _normal_equations_solve(design: Tensor, rhs: Tensor, ridge: float) -> Tensor
     For the many tiny per-window fits (AR over each window), where batched QR on a CPU costs ~100x more.
     Their rounding is not well-posed: one window's forecast may move by ~1e-3 with the summation order,
     while the MSE over a test set moves by ~1%; :class:`LinearMap`, one large fit, uses :func:`ridge_lstsq`.
+    A singular system (an all-zero window) gives NaN for its batch entry, not an exception.
     """
     gram = design.mT @ design
     diagonal = gram.diagonal(dim1=-2, dim2=-1)
     diagonal.add_(ridge * diagonal.mean(dim=-1, keepdim=True))
-    return torch.linalg.solve(gram, design.mT @ rhs)
+    solution, info = torch.linalg.solve_ex(gram, design.mT @ rhs)
+    return torch.where((info == 0).view(-1, *([1] * (solution.dim() - 1))), solution, torch.nan)
 
 
 def mse(forecast: Tensor, target: Tensor) -> float:
@@ -147,7 +149,16 @@ def autoregressive(lookback: Tensor, horizon: int, order: int, ridge: float = AR
     length = _check_lookback(lookback, minimum=2)
     horizon = require_int("horizon", horizon, minimum=1)
     order = require_int("order", order, minimum=1, maximum=length - 1)
-    ridge = _check_ridge(ridge)
+    return autoregressive_float64(lookback, horizon, order, _check_ridge(ridge)).float()
+
+
+def autoregressive_float64(lookback: Tensor, horizon: int, order: int, ridge: float = AR_RIDGE) -> Tensor:
+    """:func:`autoregressive`'s fit and recursion in float64, ``[N, L] -> [N, horizon]``, arguments unchecked.
+
+    For callers that need the digits (a model's expert). A window whose normal equations are singular
+    (e.g. all zeros) gets a NaN row instead of an exception for the batch.
+    """
+    length = lookback.shape[1]
     x = lookback.double()
     lagged = x.unfold(1, order + 1, 1)  # [N, L - order, order + 1]: x_{t - order} .. x_t
     design = torch.cat([lagged[..., :order], torch.ones_like(lagged[..., :1])], dim=-1)
@@ -156,7 +167,7 @@ def autoregressive(lookback: Tensor, horizon: int, order: int, ridge: float = AR
     series = torch.cat([x[:, length - order :], x.new_zeros(x.shape[0], horizon)], dim=1)
     for step in range(horizon):
         series[:, order + step] = (series[:, step : step + order] * weights).sum(dim=1) + intercept
-    return series[:, order:].float()
+    return series[:, order:]
 
 
 def choose_ar_order(

@@ -1,6 +1,9 @@
 """The forecasters, one module per family, and the registry that maps a ``[model]`` table's ``kind`` to one.
 
-- ``sparse_gru`` (default) and ``wiener_gru`` (:mod:`~harmonic_forecast.models.residual_gru`): one GRU
+- ``expert_gru`` (default, :mod:`~harmonic_forecast.models.expert_gru`): a GRU decoder combining closed-form
+  experts (last value, per-window AR with a backtested order, the sparse period-grid fit) by their errors
+  backtested inside the window, plus a learned residual; its forecasts are clipped to the lookback's range.
+- ``sparse_gru`` and ``wiener_gru`` (:mod:`~harmonic_forecast.models.residual_gru`): one GRU
   network learning a residual over a skip path (:mod:`harmonic_forecast.models.skips`), the sparse
   period-grid fit or the adaptive Wiener filter, handed to it by the kind's factory.
 - ``seed_gru`` (:mod:`~harmonic_forecast.models.seed_gru`, the notebook's final model), ``lstm``
@@ -43,7 +46,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict
 
 from harmonic_forecast.errors import ConfigError
-from harmonic_forecast.models import lstm, residual_gru, seed_gru, seq2seq_gru
+from harmonic_forecast.models import expert_gru, lstm, residual_gru, seed_gru, seq2seq_gru
 from harmonic_forecast.models.base import (
     CONFIG_FILE,
     INPUT_SCALINGS,
@@ -55,6 +58,7 @@ from harmonic_forecast.models.base import (
     load_weights,
     nan_where_nonfinite,
 )
+from harmonic_forecast.models.expert_gru import ExpertGRUConfig, ExpertGRUForecaster
 from harmonic_forecast.models.lstm import LSTMConfig, LSTMForecaster
 from harmonic_forecast.models.residual_gru import ResidualGRUForecaster, SparseGRUConfig, WienerGRUConfig
 from harmonic_forecast.models.seed_gru import SEED_MODEL, SeedGRUConfig, SeedGRUForecaster
@@ -70,6 +74,8 @@ __all__ = [
     "MODEL_KINDS",
     "SEED_MODEL",
     "WEIGHTS_FILE",
+    "ExpertGRUConfig",
+    "ExpertGRUForecaster",
     "Family",
     "Forecaster",
     "LSTMConfig",
@@ -94,10 +100,17 @@ __all__ = [
 
 FAMILIES: dict[str, Family] = {
     family.kind: family
-    for family in (residual_gru.SPARSE_GRU, residual_gru.WIENER_GRU, seed_gru.FAMILY, lstm.FAMILY, seq2seq_gru.FAMILY)
+    for family in (
+        expert_gru.FAMILY,
+        residual_gru.SPARSE_GRU,
+        residual_gru.WIENER_GRU,
+        seed_gru.FAMILY,
+        lstm.FAMILY,
+        seq2seq_gru.FAMILY,
+    )
 }
 MODEL_KINDS = tuple(FAMILIES)
-DEFAULT_KIND = "sparse_gru"
+DEFAULT_KIND = "expert_gru"
 LEGACY_KEYS = ("periods", "sparse_iterations")  # written by every kind before the fields became sparse_gru's own
 
 

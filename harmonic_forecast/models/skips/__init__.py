@@ -4,6 +4,8 @@
   at its own noise level.
 - :mod:`~harmonic_forecast.models.skips.sparse_fit`: :class:`SparseSkip`, the sparse Bayesian fit of the
   window on the integer period grid (with the Wiener path's noise estimate).
+- :mod:`~harmonic_forecast.models.skips.autoregressive`: :class:`BacktestAR`, per-window autoregression with
+  its order and error backtested inside the window (an expert of ``expert_gru``).
 
 Both are modules of the :class:`SkipPath` shape, handed to
 :class:`~harmonic_forecast.models.residual_gru.ResidualGRUForecaster` by the factory of its kind. They are
@@ -16,12 +18,13 @@ from typing import Protocol
 
 from torch import Tensor
 
+from harmonic_forecast.models.skips.autoregressive import BacktestAR
 from harmonic_forecast.models.skips.sparse_fit import PeriodSparseFit, SparseSkip
 from harmonic_forecast.models.skips.wiener import WienerSkip
 from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.signals import SignalSpec
 
-__all__ = ["PeriodSparseFit", "SkipPath", "SparseSkip", "WienerSkip"]
+__all__ = ["BacktestAR", "PeriodSparseFit", "SkipPath", "SparseSkip", "WienerSkip"]
 
 
 class SkipPath(Protocol):

@@ -68,24 +68,38 @@ class PeriodSparseFit(nn.Module):
     @torch.compiler.disable  # compiled float64 solves round differently, and these near-singular ones amplify it
     def forward(self, lookback: Tensor, noise_variance: Tensor) -> Tensor:
         """The posterior-mean forecast ``[B, H]`` after ``iterations`` EM updates, float64."""
+        return self.posterior(lookback, noise_variance)[0]
+
+    @torch.compiler.disable
+    def posterior(self, lookback: Tensor, noise_variance: Tensor, gamma: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior-mean forecast ``[B, H]`` and the groups' prior variances ``gamma`` ``[B, P]`` it was taken under.
+
+        ``iterations`` posterior means are computed, with an EM update of ``gamma`` between two of them.
+        ``gamma`` warm-starts the updates (e.g. from a fit of the same grid on a shorter window); by default
+        every group starts at the window's mean power over ``P``. Float64.
+        """
         x = lookback.double()
         power = x.square().mean(dim=-1)
         noise = torch.maximum(noise_variance.double(), RELATIVE_FLOOR * power)
         reduced = x @ self.projection  # [B, r]
-        gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
+        if gamma is None:
+            gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
         eye = torch.eye(self.rank, dtype=torch.float64, device=x.device)
-        for _ in range(self.iterations):
+        last = max(self.iterations, 1) - 1
+        for step in range(last + 1):
             covariance = (gamma @ self.outer).view(-1, self.rank, self.rank) + noise[:, None, None] * eye
             factor, info = torch.linalg.cholesky_ex(covariance)
             factor_inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
             inverse = factor_inverse.mT @ factor_inverse  # S^-1 [B, r, r]
             alpha = (inverse @ reduced[:, :, None])[..., 0]  # S^-1 x
             mean = gamma[:, :, None] * (self.reduced_atoms @ alpha[:, None, :, None])[..., 0]  # [B, P, 2]
+            if step == last:  # the update after the last mean would go unused
+                break
             quadratic = inverse.flatten(1) @ self.outer.mT  # sum over the pair of aᵀ S^-1 a
             posterior = 2 * gamma - gamma.square() * quadratic
             updated = (mean.square().sum(dim=-1) + posterior.clamp_min(0.0)) / 2
             gamma = torch.where((info == 0)[:, None], updated.clamp_min(1e-30 * power[:, None]), gamma)
-        return torch.einsum("bpk,pkh->bh", mean, self.horizon_atoms)
+        return torch.einsum("bpk,pkh->bh", mean, self.horizon_atoms), gamma
 
     def flops(self) -> int:
         """Matrix-multiply FLOPs of one window's forward pass (the Cholesky and triangular solves not counted)."""

@@ -1,0 +1,177 @@
+"""``expert_gru`` (the default): a non-teacher-forced GRU decoder that combines closed-form experts.
+
+Every window (scaled by its lookback, :mod:`harmonic_forecast.scaling`) is forecast by three experts,
+each with its error measured inside the window (float64, no gradient):
+
+- ``naive``: the last value, scored on the last values of the backtest folds (a random walk's best forecast);
+- ``ar``: per-window autoregression with a backtested order (:class:`~harmonic_forecast.models.skips.BacktestAR`),
+  exact on any clean sum of ``K`` sinusoids with ``2K`` among its orders, whatever the periods, and on trends;
+- ``sparse``: the sparse Bayesian fit on the integer period grid ``periods``
+  (:class:`~harmonic_forecast.models.skips.PeriodSparseFit`, regularised by the Wiener noise estimate),
+  which forecasts clean sums of up to 45 grid harmonics where a recurrence of order 90 cannot be fitted
+  to a window of 100; its error is backtested by
+  the same fit on the first ``L - H`` samples (``sparse_iterations`` EM updates), whose prior variances
+  warm-start the fit on the whole window (``refine_iterations`` more).
+
+The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
+variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
+``H`` steps it is fed its previous forecast (detached) and the experts' forecasts of the step, and emits
+the experts' weights and a residual: ``forecast = Σ softmax(-log e + 10·g)_i f_i + r · s``, where ``e`` are
+the backtest errors (so an untrained model is the inverse-MSE combination of Bates & Granger, 1969), ``g``
+the learned gate and ``s`` the square root of the best expert's backtest error, in whose units the
+training loss is taken (clean and noisy windows weigh alike). The head's last layer starts at zero.
+
+Safety by construction: every forecast is clipped to ``lookback mean ± max_excursion × max |lookback −
+mean|``, an expert whose fit is singular or not finite gets forecast 0 and error ``1e6``, and a window
+holding NaN or inf forecasts NaN (:func:`~harmonic_forecast.models.base.nan_where_nonfinite`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+from torch import Tensor, nn
+
+from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, nan_where_nonfinite
+from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit, WienerSkip
+from harmonic_forecast.models.windows import WindowSource
+from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.spectral import rfft_features
+from harmonic_forecast.tables import Int, Positive
+
+EXPERTS = ("naive", "ar", "sparse")
+ERROR_RANGE = (1e-12, 1e6)  # backtest MSEs are clamped to this range (scaled units) before their log is taken
+RESIDUAL_UNIT_FLOOR = 1e-4  # the residual's unit s is at least this (an MSE floor of 1e-8 in scaled units)
+GATE_GAIN = 10.0  # the learned gate's logits are multiplied by this: a sharp choice is a small output
+LOSS_CLIP = 100.0  # the loss clips the error at this many residual units (a window no expert saw coming)
+
+
+class ExpertGRUConfig(ModelConfig):
+    """The ``[model]`` table of ``kind = "expert_gru"``: the shared fields and the experts'."""
+
+    kind: Literal["expert_gru"] = "expert_gru"
+    periods: tuple[Int, Int] = (10, 100)  # the sparse expert's integer period grid (half-open)
+    sparse_iterations: Positive = 6  # EM updates of the sparse expert's backtest fit
+    refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
+    ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+    ar_folds: Positive = 3
+    max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
+
+    @field_validator("periods")
+    @classmethod
+    def _period_grid(cls, periods: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= periods[0] < periods[1]:
+            raise ValueError("need 2 <= low < high (half-open)")
+        return periods
+
+    @model_validator(mode="after")
+    def _orders_fit_the_backtest(self) -> ExpertGRUConfig:
+        shortest = self.lookback - self.ar_folds * self.horizon  # the first fold's fit
+        if shortest < 2 * max(self.ar_orders) + 1:
+            raise ValueError(
+                f"ar_orders: order {max(self.ar_orders)} is too high for the backtest's fit on {shortest} samples "
+                f"(lookback - ar_folds x horizon); lower ar_orders or ar_folds"
+            )
+        return self
+
+
+class ExpertGRUForecaster(Forecaster):
+    """See the module docstring. ``forecast_scaled`` ``[B, L] -> [B, H]`` float32; NaN rows for non-finite windows."""
+
+    def __init__(self, config: ExpertGRUConfig) -> None:
+        super().__init__(config)
+        lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
+        self.wiener = WienerSkip(lookback, horizon)
+        self.sparse = PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
+        self.sparse_backtest = PeriodSparseFit(
+            lookback - horizon, horizon, config.periods, config.sparse_iterations, constant=True
+        )
+        self.ar = BacktestAR(lookback, horizon, config.ar_orders, config.ar_folds)
+        experts = len(EXPERTS)
+        features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
+        self.encoder = nn.Sequential(
+            nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, hidden)
+        )
+        self.decoder = nn.GRUCell(1 + experts, hidden)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.GELU(), nn.Linear(hidden // 2, experts + 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def fit_to_data(self, source: WindowSource, spec: SignalSpec) -> None:
+        """Fit the sparse expert's Wiener noise estimate on clean grid signals of ``spec``'s base family."""
+        base = spec.replace(families=(), lookback=self.config.lookback, horizon=self.config.horizon, noise=0.0)
+        self.wiener.fit(source, base, scaled=True)
+
+    @torch.no_grad()
+    def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64."""
+        x = lookback.double()
+        horizon, cut = self.config.horizon, self.config.lookback - self.config.horizon
+        _, variance, _ = self.wiener(x)
+        backtest, gamma = self.sparse_backtest.posterior(x[:, :cut], variance)
+        sparse_error = (backtest - x[:, cut:]).square().mean(dim=1)
+        sparse, _ = self.sparse.posterior(x, variance, gamma)
+        ar, ar_error, naive_error = self.ar(x)
+        forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
+        errors = torch.stack([naive_error, ar_error, sparse_error], dim=1)
+        usable = forecasts.isfinite().all(dim=-1) & errors.isfinite()
+        forecasts = torch.where(usable[..., None], forecasts, 0.0)
+        errors = torch.where(usable, errors, ERROR_RANGE[1]).clamp(*ERROR_RANGE)
+        return forecasts, errors, variance
+
+    def _forecast(self, lookback: Tensor) -> tuple[Tensor, Tensor]:
+        """Forecast ``[B, H]`` and residual unit ``s`` ``[B, 1]``, float64."""
+        x = lookback.double()
+        forecasts, errors, variance = self.experts(x)
+        log_error = errors.log()
+        unit = errors.min(dim=1).values.sqrt().clamp(RESIDUAL_UNIT_FLOOR, 1.0)[:, None]
+        amplitude, phase = rfft_features(x.float())
+        bounded = forecasts.float().clamp(-10.0, 10.0)  # features only; the combination uses the float64 ones
+        features = [x.float(), amplitude, phase, variance.log().float()[:, None] / 10, bounded.flatten(1)]
+        hidden = self.encoder(torch.cat([*features, log_error.float() / 10], dim=-1))
+        center = x.mean(dim=1, keepdim=True)
+        bound = self.config.max_excursion * (x - center).abs().amax(dim=1, keepdim=True)
+        value, outputs = x[:, -1:].float(), []
+        for step in range(self.config.horizon):
+            hidden = self.decoder(torch.cat([value, bounded[:, :, step]], dim=-1), hidden)
+            gate, residual = self.head(hidden).double().split([len(EXPERTS), 1], dim=-1)
+            weights = torch.softmax(GATE_GAIN * gate - log_error, dim=-1)
+            forecast = (weights * forecasts[:, :, step]).sum(dim=-1, keepdim=True) + residual * unit
+            forecast = torch.minimum(torch.maximum(forecast, center - bound), center + bound)
+            outputs.append(forecast)
+            value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
+        return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1)), unit
+
+    def forecast_scaled(self, lookback: Tensor) -> Tensor:
+        return self._forecast(lookback)[0].float()
+
+    def training_loss_scaled(self, lookback: Tensor, target: Tensor, loss: Loss) -> Tensor:
+        """``loss`` of the error in units of the best expert's backtest error, clipped at :data:`LOSS_CLIP`."""
+        forecast, unit = self._forecast(lookback)
+        error = ((forecast - target.double()) / unit).clamp(-LOSS_CLIP, LOSS_CLIP).float()
+        return loss(error, torch.zeros_like(error))
+
+    @staticmethod
+    def flops_per_sample(config: ExpertGRUConfig, training: bool = True) -> float:
+        """The network's matrix-multiply FLOPs (times 3 when training) plus the experts' forward FLOPs."""
+        lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
+        experts = len(EXPERTS)
+        features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
+        encoder = 2 * (features * width + width * width + width * hidden)
+        head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (experts + 1))
+        network = encoder + horizon * (2 * 3 * hidden * (1 + experts + hidden) + head)
+        unused_input_gradient = 2 * features * width
+        sparse = PeriodSparseFit(lookback - horizon, horizon, config.periods, config.sparse_iterations, True).flops()
+        sparse += PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, True).flops()
+        ar = 0
+        for fold in range(config.ar_folds + 1):
+            rows = lookback - fold * horizon
+            for order in config.ar_orders if fold else ():
+                ar += 2 * (rows - order) * (order + 1) ** 2 + 2 * horizon * order
+        wiener = 2 * lookback * lookback
+        return float((3 * network - unused_input_gradient if training else network) + sparse + ar + wiener)
+
+
+FAMILY = Family(ExpertGRUConfig, ExpertGRUForecaster, ExpertGRUForecaster.flops_per_sample)
