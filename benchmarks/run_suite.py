@@ -2,7 +2,7 @@
 
 Runs each benchmark as its own process (so its peak memory is its own), then writes
 ``benchmarks/results/<date>-<host>.json`` with the three headline ratios at the top level
-(``generator_vs_seed``, ``train_vs_seed``, ``ddp_2proc_vs_1proc``) and every benchmark's full report,
+(``generator_vs_seed``, ``train_vs_seed``, ``ddp_2proc_vs_1proc``, ``predict_vs_ar``) and every benchmark's full report,
 plus the same summary as a markdown table beside it.
 """
 
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "generator": ("generator_vs_seed", "signals/s generated, (3,45), best batch", "seed-style Dataset + DataLoader"),
     "train_step": ("train_vs_seed", "training samples/s end to end, best batch", "seed-style loop, same model"),
     "ddp_scaling": ("ddp_2proc_vs_1proc", "training samples/s with 2 processes", "1 process, same batch"),
+    "default_model": ("predict_vs_ar", "predict windows/s of the shipped model", "per-window AR, same windows"),
 }
 
 

@@ -47,7 +47,7 @@ from harmonic_forecast.config import RunConfig, parse_run_config
 from harmonic_forecast.cpu_allocator import keep_freed_memory
 from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.losses import loss_function
-from harmonic_forecast.models import SEED_MODEL, build_model, flops_per_sample
+from harmonic_forecast.models import SEED_MODEL, ModelConfig, build_model, flops_per_sample
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.testing import tiny_config
 from harmonic_forecast.trainer import (
@@ -55,6 +55,7 @@ from harmonic_forecast.trainer import (
     build_accelerator,
     build_optimizer,
     compile_objective,
+    stream_windows,
     train_step,
 )
 
@@ -77,13 +78,16 @@ def _accelerator(config: RunConfig) -> Accelerator:
     return build_accelerator(config)
 
 
-def _trainer_step(device: torch.device, batch: int, compiled: bool) -> tuple[Callable[[Batch], int], Accelerator]:
-    """The trainer's own step (:func:`~harmonic_forecast.trainer.train_step`) on a fresh seed model.
+def _trainer_step(
+    device: torch.device, batch: int, compiled: bool, model_config: ModelConfig = SEED_MODEL
+) -> tuple[Callable[[Batch], int], Accelerator]:
+    """The trainer's own step (:func:`~harmonic_forecast.trainer.train_step`) on a fresh model (the seed's by default).
 
     The run config is the trainer's (``train.*`` defaults: fused AdamW, gradient clipping 1.0, bf16
-    autocast on a GPU) with the seed model, ``batch`` and lr 1e-3; ``compiled`` sets ``train.compile``.
+    autocast on a GPU) with ``model_config``, ``batch`` and lr 1e-3; ``compiled`` sets ``train.compile``.
+    A model with closed-form parts is fitted first, as the trainer does (on clean windows of the band).
     """
-    model_table = {key: value for key, value in SEED_MODEL.model_dump().items() if key not in ("lookback", "horizon")}
+    model_table = {key: value for key, value in model_config.model_dump().items() if key not in ("lookback", "horizon")}
     config = parse_run_config(
         tiny_config(
             train={"batch_size": batch, "lr": LEARNING_RATE, "device": device.type, "compile": compiled},
@@ -94,6 +98,7 @@ def _trainer_step(device: torch.device, batch: int, compiled: bool) -> tuple[Cal
     accelerator = _accelerator(config)
     torch.manual_seed(0)
     model = build_model(config.model)
+    model.fit_to_data(stream_windows(0), config.stage_spec(config.stages[-1]))
     optimizer = build_optimizer(model, config)
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
     step_objective = compile_objective(objective, config, accelerator)
@@ -112,11 +117,16 @@ def _keep(loss: torch.Tensor) -> None:
     """The benchmark reads no loss (reading one would synchronise the device)."""
 
 
-def _train_rate(
-    batches: Iterator[Batch], device: torch.device, batch: int, seconds: float, compiled: bool = False
+def train_rate(
+    batches: Iterator[Batch],
+    device: torch.device,
+    batch: int,
+    seconds: float,
+    compiled: bool = False,
+    model_config: ModelConfig = SEED_MODEL,
 ) -> tuple[float, int, float]:
-    """Train a fresh seed model on ``batches`` with the trainer's step: ``(samples/s, timed steps, timed seconds)``."""
-    step, accelerator = _trainer_step(device, batch, compiled)
+    """Train a fresh model on ``batches`` with the trainer's step: ``(samples/s, timed steps, timed seconds)``."""
+    step, accelerator = _trainer_step(device, batch, compiled, model_config)
     start = time.perf_counter()
     for _ in range(COMPILED_WARMUP_STEPS if compiled else WARMUP_STEPS):
         step(next(batches))
@@ -184,12 +194,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for batch in batch_sizes:
             loader = DataLoader(SeedStyleSignals(BAND), batch_size=batch, shuffle=True, num_workers=0)
             seed_batches = forever(loader)
-            rate, steps, elapsed = _train_rate(seed_batches, device, batch, args.seconds)
+            rate, steps, elapsed = train_rate(seed_batches, device, batch, args.seconds)
             data = _data_seconds(seed_batches, steps, device)
             results.append(_row(SEED_STYLE, device, batch, rate, steps, data / elapsed))
             stream = HarmonicStream(spec, batch_size=batch, seed=0, device=device)
             for pipeline in (STREAM, COMPILED) if device.type == "cuda" else (STREAM,):
-                rate, steps, elapsed = _train_rate(
+                rate, steps, elapsed = train_rate(
                     iter(stream), device, batch, args.seconds, compiled=pipeline == COMPILED
                 )
                 data = _data_seconds((stream.batch(index) for index in range(steps)), steps, device)

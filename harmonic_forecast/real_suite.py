@@ -21,8 +21,9 @@ Per series and forecaster:
 - the robustness columns of :func:`harmonic_forecast.evaluate.robustness`.
 
 The aggregate per forecaster is the geometric mean over series of its MSE (and MASE) relative to seasonal
-naive's, the convention of Chronos's zero-shot benchmark (Ansari et al. 2024, "Chronos: Learning the
-Language of Time Series", TMLR).
+naive's (and of its MSE relative to per-window AR's), the share of series where it beats naive and its
+worst MSE relative to naive's. The first is the convention of Chronos's zero-shot benchmark (Ansari et
+al. 2024, "Chronos: Learning the Language of Time Series", TMLR).
 """
 
 from __future__ import annotations
@@ -179,15 +180,25 @@ def evaluate_real(
 
 
 def aggregate(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Per forecaster, the geometric mean over series of its MSE and MASE relative to seasonal naive's."""
+    """Per forecaster, over series: the geometric mean of its MSE and MASE relative to seasonal naive's,
+    of its MSE relative to per-window AR's (``gmean_mse_vs_ar``), the share of series where its MSE is below
+    naive's (``better_than_naive``) and its largest MSE over naive's (``worst_mse_vs_naive``)."""
     names = list(next(iter(results.values())))
     summary = {}
+
+    def gmean(ratios: list[float]) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.exp(np.mean(np.log(ratios))))
+
     for name in names:
         summary[name] = {}
         for metric in ("mse", "mase"):
             ratios = [scores[name][metric] / scores["seasonal_naive"][metric] for scores in results.values()]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                summary[name][f"gmean_relative_{metric}"] = float(np.exp(np.mean(np.log(ratios))))
+            summary[name][f"gmean_relative_{metric}"] = gmean(ratios)
+        summary[name]["gmean_mse_vs_ar"] = gmean([s[name]["mse"] / s["ar_backtest"]["mse"] for s in results.values()])
+        vs_naive = [scores[name]["mse"] / scores["naive"]["mse"] for scores in results.values()]
+        summary[name]["better_than_naive"] = float(np.mean([ratio < 1 for ratio in vs_naive]))
+        summary[name]["worst_mse_vs_naive"] = float(np.max(vs_naive))
     return summary
 
 
@@ -206,6 +217,13 @@ def real_markdown(report: dict[str, dict[str, Any]], source: str) -> str:
     for metric in ("mse", "mase"):
         values = [report["aggregate"][name][f"gmean_relative_{metric}"] for name in names]
         lines.append(f"| relative {metric.upper()} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    rows = (
+        ("MSE / per-window AR (gmean)", "gmean_mse_vs_ar", "{:.3f}"),
+        ("series better than naive", "better_than_naive", "{:.0%}"),
+        ("worst MSE / naive", "worst_mse_vs_naive", "{:.2f}"),
+    )
+    for label, key, form in rows:
+        lines.append(f"| {label} | " + " | ".join(form.format(report["aggregate"][name][key]) for name in names) + " |")
     lines += ["", *robustness_markdown(results, "series")]
     return "\n".join(lines) + "\n"
 

@@ -18,9 +18,11 @@ def test_quick_suite_writes_the_headline_ratios(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "benchmarks" / "run_suite.py"), "--quick", "--output-dir", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    (summary_path,) = [p for p in tmp_path.glob("*.json") if not p.name.startswith(("generator", "train", "ddp"))]
+    (summary_path,) = [
+        p for p in tmp_path.glob("*.json") if not p.name.startswith(("generator", "train", "ddp", "default"))
+    ]
     summary = json.loads(summary_path.read_text())
-    for key in ("generator_vs_seed", "train_vs_seed", "ddp_2proc_vs_1proc"):
+    for key in ("generator_vs_seed", "train_vs_seed", "ddp_2proc_vs_1proc", "predict_vs_ar"):
         assert isinstance(summary[key], float) and summary[key] > 0
     assert all(report["peak_rss_mb"] > 0 for report in summary["benchmarks"].values())
     assert "| ddp_scaling |" in summary_path.with_suffix(".md").read_text()

@@ -27,7 +27,7 @@ def _loss_and_gradients(
     return loss.detach(), {name: p.grad.clone() for name, p in objective.named_parameters()}
 
 
-@pytest.mark.parametrize("kind", ["seed_gru", "sparse_gru"])  # wiener_gru is sparse_gru's network
+@pytest.mark.parametrize("kind", ["seed_gru", "expert_gru"])  # the seed's and the default model
 def test_compiled_objective_matches_eager_loss_and_gradients(kind: str) -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16}))

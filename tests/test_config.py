@@ -80,7 +80,7 @@ def test_samples_become_steps_of_the_batch_and_stages_default_to_train_lr() -> N
         (("model",), {"kind": "sparse_gru", "periods": [50, 10]}, "model.periods: need 2 <= low < high (half-open)"),
         (("model", "periods"), [50, 10], "model.periods: unknown key (known: kind, lookback,"),  # seed_gru has none
         (("model", "width"), 3, "model.width: unknown key (known: kind, lookback, horizon, hidden,"),
-        (("model", "kind"), "gpt", "model.kind: Input should be 'sparse_gru', 'wiener_gru', 'seed_gru', 'lstm' or"),
+        (("model", "kind"), "gpt", "model.kind: Input should be 'expert_gru', 'sparse_gru', 'wiener_gru', 'seed_gru',"),
         (("model", "horizon"), 5, "model.horizon: set it in [signal]; the model follows the signal"),
         (("stages",), [], "stages: List should have at least 1 item"),
         (("stages", 1, "lr"), 0.0, "stages[1].lr: Input should be greater than 0, got 0.0"),
@@ -99,7 +99,7 @@ def test_bad_values_give_one_line_naming_the_key(path: tuple, value: object, mes
 
 def test_model_config_from_a_table_names_the_model_key() -> None:
     assert ModelConfig.from_dict(SEED_MODEL.model_dump()) == SEED_MODEL
-    with pytest.raises(ConfigError, match=r"^model\.kind: Input should be 'sparse_gru', .* got 'gpt'$"):
+    with pytest.raises(ConfigError, match=r"^model\.kind: Input should be 'expert_gru', .* got 'gpt'$"):
         ModelConfig.from_dict({"kind": "gpt"})
 
 
@@ -140,4 +140,4 @@ def test_the_model_table_takes_the_fields_of_its_kind() -> None:
     assert parse_run_config(VALUES).model == SeedGRUConfig(hidden=32)
     sparse = parse_run_config(_edited("model", value={"kind": "sparse_gru", "periods": [10, 50]}))
     assert sparse.model.periods == (10, 50) and sparse.to_dict()["model"]["periods"] == (10, 50)
-    assert parse_run_config(_edited("model", value={})).model.kind == "sparse_gru"
+    assert parse_run_config(_edited("model", value={})).model.kind == "expert_gru"

@@ -58,6 +58,8 @@ def test_cli_writes_every_output(cli_report: tuple[int, Path]) -> None:
         assert scores["naive"]["worse_than_naive"] == 0.0
     aggregate = report["aggregate"]
     assert set(aggregate) == FORECASTERS and aggregate["seasonal_naive"]["gmean_relative_mse"] == pytest.approx(1.0)
+    assert aggregate["ar_backtest"]["gmean_mse_vs_ar"] == pytest.approx(1.0)
+    assert aggregate["naive"]["better_than_naive"] == 0.0 and aggregate["naive"]["worst_mse_vs_naive"] == 1.0
     markdown = (directory / "evaluation.md").read_text()
     assert "| sunspots |" in markdown and "Geometric mean" in markdown and "Robustness" in markdown
     assert (directory / "forecasts.png").read_bytes()[:4] == b"\x89PNG"

@@ -70,8 +70,8 @@ def test_stopped_and_resumed_run_is_bitwise_identical(tmp_path: Path, uninterrup
 
 
 def test_default_model_stopped_and_resumed_is_bitwise_identical(tmp_path: Path) -> None:
-    """The sparse skip path's fit and calibration travel in the checkpoint: a resume does not refit."""
-    config = tiny_config("model.kind=sparse_gru")
+    """The experts' fitted state (the Wiener noise estimate) travels in the checkpoint: a resume does not refit."""
+    config = tiny_config("model.kind=expert_gru")
     full = _train(tmp_path, "full", config)
     _train(tmp_path, "split", config, max_steps=10)
     _train(tmp_path, "split", config, resume="auto")

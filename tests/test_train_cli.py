@@ -34,7 +34,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name", ["quickstart", "forecast_cpu", "forecast_gpu", "seed_45", "families_example"])
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load_run_config(ROOT / "configs" / f"{name}.toml")
-    assert config.model.kind == ("seed_gru" if name == "seed_45" else "sparse_gru")
+    assert config.model.kind == {"seed_45": "seed_gru", "families_example": "sparse_gru"}.get(name, "expert_gru")
     if name == "families_example":
         first, last = (config.stage_spec(stage) for stage in config.stages)
         assert [stop - start for start, stop, _ in first.members] == [4, 1, 2, 1, 1, 1]
@@ -65,7 +65,7 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
     assert all(re.search(r"samples/s  loss \d\.\d{3}e[+-]\d+ .*ETA \d+:\d\d:\d\d$", line) for line in lines), lines
 
 
-def test_default_model_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
+def test_sparse_gru_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
     write_config(
         tmp_path, tiny_config("model.kind=sparse_gru", **{key: CLI_RUN[key] for key in ("train", "eval", "stages")})
     )

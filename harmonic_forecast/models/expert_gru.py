@@ -105,6 +105,7 @@ class ExpertGRUForecaster(Forecaster):
         self.wiener.fit(source, base, scaled=True)
 
     @torch.no_grad()
+    @torch.compiler.disable  # float64 fits with data-dependent shapes (the chosen AR orders): left to eager
     def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64."""
         x = lookback.double()
