@@ -12,6 +12,7 @@ from harmonic_forecast import ConfigError, SignalSpec
 from harmonic_forecast.losses import horizon_weights, mse, weighted_mse
 from harmonic_forecast.models import (
     SEED_MODEL,
+    ExpertGRUConfig,
     LSTMConfig,
     LSTMForecaster,
     ModelConfig,
@@ -150,6 +151,19 @@ def test_flops_per_sample_matches_pytorchs_flop_counter(config: ModelConfig) -> 
     assert flops_per_sample(config, training=True) == pytest.approx(training.get_total_flops() / 32, rel=0.02)
 
 
+def test_expert_gru_flops_bound_what_pytorch_counts() -> None:
+    """The experts' count takes the highest AR order for every window's refit: an upper bound, and a close one."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = ExpertGRUConfig(hidden=16, encoder_width=16)
+    model = build_model(config)
+    lookback = torch.randn(32, 100).cumsum(dim=1)
+    with FlopCounterMode(display=False) as forward:
+        model(lookback)
+    counted = forward.get_total_flops() / 32
+    assert counted <= flops_per_sample(config, training=False) <= 1.2 * counted
+
+
 def test_lstm_flops_count_every_step() -> None:
     config = LSTMConfig(hidden=8, lookback=20, horizon=5)
     per_step = 2 * 4 * 8 * (1 + 8) + 2 * 8
@@ -181,7 +195,7 @@ def test_each_family_declares_its_own_fields() -> None:
         with pytest.raises(ConfigError, match=r"^model\.periods: unknown key \(known: kind, lookback,") as error:
             ModelConfig.from_dict({"kind": kind, "periods": [10, 50]})
         assert "\n" not in str(error.value) and "periods" not in str(error.value).partition("known:")[2]
-    assert ModelConfig.from_dict({}) == SparseGRUConfig()  # the default kind
+    assert ModelConfig.from_dict({}) == ExpertGRUConfig()  # the default kind
     with pytest.raises(TypeError, match="shared base"):
         ModelConfig(kind="seed_gru")
     with pytest.raises(TypeError, match="needs a SparseGRUConfig"):
@@ -200,9 +214,9 @@ def test_old_config_files_still_load(tmp_path: Path) -> None:
 
 def test_the_shipped_model_loads_strictly() -> None:
     from harmonic_forecast.forecast import PRETRAINED
-    from harmonic_forecast.models import ResidualGRUForecaster, read_model_config
+    from harmonic_forecast.models import ExpertGRUForecaster, read_model_config
 
     config = read_model_config(PRETRAINED)
-    assert config == SparseGRUConfig(input_scaling="none") and config.periods == (10, 100)
-    model = ResidualGRUForecaster.from_pretrained(PRETRAINED)  # load_state_dict is strict: every name matches
-    assert model.skip.wiener.eigenvalues.max() > 0
+    assert config == ExpertGRUConfig() and config.input_scaling == "lookback"
+    model = ExpertGRUForecaster.from_pretrained(PRETRAINED)  # load_state_dict is strict: every name matches
+    assert model.wiener.eigenvalues.max() > 0

@@ -24,7 +24,7 @@ def pretrained() -> HarmonicForecaster:
 
 @pytest.fixture(scope="module")
 def models(pretrained: HarmonicForecaster) -> dict[str, Forecaster]:
-    """Every kind at small sizes, and the shipped model; the skip paths take the shipped model's fitted buffers
+    """Every kind at small sizes, and the shipped model; the Wiener paths take the shipped model's fitted buffers
     (fitting them here would take seconds to minutes on a loaded CPU)."""
     shipped = pretrained.model
     result: dict[str, Forecaster] = {"pretrained": shipped}
@@ -33,9 +33,11 @@ def models(pretrained: HarmonicForecaster) -> dict[str, Forecaster]:
         sparse = {"sparse_iterations": 4} if kind == "sparse_gru" else {}
         model = build_model(ModelConfig.from_dict({"kind": kind, "hidden": 16, "encoder_width": 16, **sparse}))
         if kind == "sparse_gru":
-            model.skip.load_state_dict(shipped.skip.state_dict())
+            model.skip.wiener.load_state_dict(shipped.wiener.state_dict())
         elif kind == "wiener_gru":
-            model.skip.load_state_dict(shipped.skip.wiener.state_dict())
+            model.skip.load_state_dict(shipped.wiener.state_dict())
+        elif kind == "expert_gru":
+            model.wiener.load_state_dict(shipped.wiener.state_dict())
         result[kind] = model.eval()
     return result
 

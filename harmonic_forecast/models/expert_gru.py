@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, nan_where_nonfinite
@@ -55,8 +55,8 @@ class ExpertGRUConfig(ModelConfig):
     periods: tuple[Int, Int] = (10, 100)  # the sparse expert's integer period grid (half-open)
     sparse_iterations: Positive = 6  # EM updates of the sparse expert's backtest fit
     refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
+    ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-    ar_folds: Positive = 3
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
 
     @field_validator("periods")
@@ -66,15 +66,20 @@ class ExpertGRUConfig(ModelConfig):
             raise ValueError("need 2 <= low < high (half-open)")
         return periods
 
-    @model_validator(mode="after")
-    def _orders_fit_the_backtest(self) -> ExpertGRUConfig:
-        shortest = self.lookback - self.ar_folds * self.horizon  # the first fold's fit
-        if shortest < 2 * max(self.ar_orders) + 1:
+    @field_validator("ar_orders")
+    @classmethod
+    def _orders_fit_the_backtest(cls, orders: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if not orders:
+            raise ValueError("need at least one order")
+        if not {"lookback", "horizon", "ar_folds"} <= info.data.keys():
+            return orders  # one of them is invalid and reported on its own
+        shortest = info.data["lookback"] - info.data["ar_folds"] * info.data["horizon"]  # the first fold's fit
+        if shortest < 2 * max(orders) + 1:
             raise ValueError(
-                f"ar_orders: order {max(self.ar_orders)} is too high for the backtest's fit on {shortest} samples "
-                f"(lookback - ar_folds x horizon); lower ar_orders or ar_folds"
+                f"order {max(orders)} is too high for the backtest's fit on {shortest} samples "
+                "(lookback - ar_folds x horizon); lower ar_orders or ar_folds"
             )
-        return self
+        return orders
 
 
 class ExpertGRUForecaster(Forecaster):
@@ -156,22 +161,25 @@ class ExpertGRUForecaster(Forecaster):
 
     @staticmethod
     def flops_per_sample(config: ExpertGRUConfig, training: bool = True) -> float:
-        """The network's matrix-multiply FLOPs (times 3 when training) plus the experts' forward FLOPs."""
+        """The network's matrix-multiply FLOPs (times 3 when training) plus the experts' forward ones.
+
+        The AR expert's refit on the whole window is counted at its highest order (the order each window
+        chooses is known only from its data), so the experts' count is an upper bound.
+        """
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         experts = len(EXPERTS)
         features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
         encoder = 2 * (features * width + width * width + width * hidden)
         head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (experts + 1))
         network = encoder + horizon * (2 * 3 * hidden * (1 + experts + hidden) + head)
-        unused_input_gradient = 2 * features * width
+        unused_input_gradient = 2 * features * width  # the features carry no gradient
         sparse = PeriodSparseFit(lookback - horizon, horizon, config.periods, config.sparse_iterations, True).flops()
         sparse += PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, True).flops()
-        ar = 0
-        for fold in range(config.ar_folds + 1):
-            rows = lookback - fold * horizon
-            for order in config.ar_orders if fold else ():
-                ar += 2 * (rows - order) * (order + 1) ** 2 + 2 * horizon * order
-        wiener = 2 * lookback * lookback
+        folds = range(1, config.ar_folds + 1)
+        fits = [(lookback - fold * horizon, order) for fold in folds for order in config.ar_orders]
+        fits.append((lookback, max(config.ar_orders)))
+        ar = sum(2 * (rows - order) * ((order + 1) ** 2 + order + 1) for rows, order in fits)  # Gram and right side
+        wiener = WienerSkip(lookback, horizon).flops()
         return float((3 * network - unused_input_gradient if training else network) + sparse + ar + wiener)
 
 

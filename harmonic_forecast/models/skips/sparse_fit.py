@@ -106,7 +106,8 @@ class PeriodSparseFit(nn.Module):
         periods, rank = self.outer.shape[0], self.rank
         lookback, horizon = self.projection.shape[0], self.horizon_atoms.shape[-1]
         iteration = 2 * periods * rank * rank * 2 + 2 * rank**3 + 2 * rank * rank + 2 * periods * 2 * rank
-        return 2 * lookback * rank + self.iterations * iteration + 2 * periods * 2 * horizon
+        unused_update = 2 * periods * rank * rank  # the update after the last posterior mean is not computed
+        return 2 * lookback * rank + max(self.iterations, 1) * iteration - unused_update + 2 * periods * 2 * horizon
 
 
 class SparseSkip(nn.Module):
