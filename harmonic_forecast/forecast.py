@@ -58,9 +58,13 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
 
 
 class HarmonicForecaster:
-    """A loaded model with batched, device-aware prediction."""
+    """A loaded model with batched, device-aware prediction, ``batch_size`` windows at a time.
 
-    def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 8192) -> None:
+    The default chunk of 512 windows keeps the experts' per-window float64 matrices of the default model
+    in cache on a CPU (larger chunks are slower per window there; ``benchmarks/default_model.py``).
+    """
+
+    def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 512) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size

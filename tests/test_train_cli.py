@@ -67,7 +67,12 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
 
 def test_sparse_gru_starts_from_its_fitted_skip_path(tmp_path: Path) -> None:
     write_config(
-        tmp_path, tiny_config("model.kind=sparse_gru", **{key: CLI_RUN[key] for key in ("train", "eval", "stages")})
+        tmp_path,
+        tiny_config(
+            "model.kind=sparse_gru",
+            "model.sparse_iterations=8",
+            **{key: CLI_RUN[key] for key in ("train", "eval", "stages")},
+        ),
     )
     mixed = ("--set", "signal.noise=[0.0, 0.1]")
     result = _cli("train", "--config", "tiny.toml", "--output-dir", "out", "--max-steps", "10", *mixed, cwd=tmp_path)
