@@ -27,10 +27,12 @@ def _zero3_without_gathered_saving(directory: Path) -> Path:
 def test_zero_trains_like_adamw_and_resumes(tmp_path: Path, single: Path, stage: int) -> None:
     """Train 10 steps, refuse a plain resume, resume under DeepSpeed, end like the 1-process AdamW run.
 
-    ZeRO-3 runs with ``zero3_save_16bit_model: false``: the trainer needs the gathered weights for
-    model.safetensors, so it turns the option on itself instead of failing at the first checkpoint.
+    ZeRO-2 accumulates 2 micro-batches per step (with 2 processes, the plain run's batch of 32) and must
+    step once per trainer step, not once per micro-batch. ZeRO-3 runs with ``zero3_save_16bit_model:
+    false``: the trainer needs the gathered weights for model.safetensors, so it turns the option on
+    itself instead of failing at the first checkpoint.
     """
-    write_config(tmp_path)
+    write_config(tmp_path, tiny_config("train.grad_accum=2") if stage == 2 else None)
     accelerate_config = "zero2_cpu_2proc" if stage == 2 else _zero3_without_gathered_saving(tmp_path)
     common = ("train", "--config", "tiny.toml", "--output-dir", "run")
     first = launch(accelerate_config, *common, "--max-steps", "10", cwd=tmp_path)
@@ -39,6 +41,8 @@ def test_zero_trains_like_adamw_and_resumes(tmp_path: Path, single: Path, stage:
     assert (checkpoint / "model.safetensors").is_file()
     assert list((checkpoint / "deepspeed").glob("*optim_states.pt")), "DeepSpeed wrote no optimizer shards"
     assert json.loads((checkpoint / "trainer_state.json").read_text())["world_size"] == 2
+    if stage == 2:
+        assert engine_steps(checkpoint) == (10, 10 * 32)  # not one step per micro-batch
     if stage == 2:  # a DeepSpeed checkpoint refuses a plain resume, in one line, and nothing on disk changes
         before = tree_digests(tmp_path / "run")
         plain = run_cli(*common, "--resume", "auto", cwd=tmp_path)
@@ -48,6 +52,14 @@ def test_zero_trains_like_adamw_and_resumes(tmp_path: Path, single: Path, stage:
     second = launch(accelerate_config, *common, "--resume", "auto", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     _assert_same_weights(tmp_path / "run", single)
+    if stage == 2:
+        assert engine_steps(tmp_path / "run" / "checkpoints" / "step_20") == (20, 20 * 32)
+
+
+def engine_steps(checkpoint: Path) -> tuple[int, int]:
+    """DeepSpeed's own count of optimizer steps and samples in a checkpoint: one step per trainer step."""
+    engine = torch.load(checkpoint / "deepspeed" / "mp_rank_00_model_states.pt", weights_only=False)
+    return engine["global_steps"], engine["global_samples"]
 
 
 def _assert_same_weights(run: Path, reference: Path) -> None:
@@ -55,18 +67,6 @@ def _assert_same_weights(run: Path, reference: Path) -> None:
     assert ours.keys() == theirs.keys()
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], atol=2e-5, rtol=1e-4, msg=name)
-
-
-def test_zero2_gradient_accumulation_takes_one_optimizer_step_per_trainer_step(tmp_path: Path, single: Path) -> None:
-    # Accumulating 2 micro-batches on 2 processes is the plain run's batch of 32, stepped once per trainer step.
-    write_config(tmp_path, tiny_config("train.grad_accum=2"))
-    result = launch("zero2_cpu_2proc", "train", "--config", "tiny.toml", "--output-dir", "run", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    engine = torch.load(
-        tmp_path / "run" / "checkpoints" / "step_20" / "deepspeed" / "mp_rank_00_model_states.pt", weights_only=False
-    )
-    assert (engine["global_steps"], engine["global_samples"]) == (20, 20 * 32)  # not one step per micro-batch
-    _assert_same_weights(tmp_path / "run", single)
 
 
 @pytest.mark.parametrize("accelerate_config", ["cpu_2proc", "zero2_cpu_2proc"])

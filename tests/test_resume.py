@@ -261,7 +261,7 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
     kills, expected_resumes, torn_writes = 0, [], 0
     while True:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills >= 4 and torn_writes > 0:
+        if kills >= 3 and torn_writes > 0:
             assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
             break
         first = checkpoint_steps(checkpoints)
@@ -280,7 +280,7 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
         assert kills < 40, "never caught a checkpoint write in progress"
     records = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     resumes = [r["checkpoint"] for r in records if r["kind"] == "resume"]
-    assert kills >= 4 and torn_writes >= 1
+    assert kills >= 3 and torn_writes >= 1
     assert [Path(r).name for r in resumes] == [name for name in expected_resumes if name]
     assert digest(tmp_path / "killed" / "model" / "model.safetensors") == digest(full / "model" / "model.safetensors")
 
