@@ -1,7 +1,7 @@
 """Fixtures shared by the tests and the benchmarks: tiny run configs and the seed-style generator.
 
 :func:`tiny_config` is the engine tests' run config: two short stages of a small ``wiener_gru``
-(the default model's network over a skip path 20x cheaper to fit), changed by settings in the
+(a GRU residual network over the cheapest skip path to fit), changed by settings in the
 syntax of ``train --set`` (``"stages.1.steps=2"``) or by tables merged into a section (a ``None``
 value removes that key). :func:`write_config` writes a config as TOML (``tomli_w``).
 

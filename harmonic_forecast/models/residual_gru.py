@@ -1,4 +1,4 @@
-"""``sparse_gru`` (the default) and ``wiener_gru``: one GRU network learning a residual over a skip path.
+"""``sparse_gru`` (the previous default) and ``wiener_gru``: one GRU network learning a residual over a skip path.
 
 The network (:class:`ResidualGRUForecaster`) is the same for both kinds; the skip path is handed to it by
 the factory of the kind (:func:`sparse_skip`, :func:`wiener_skip`), so a new skip path is a new factory and
