@@ -80,20 +80,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         table.add_column(column, justify="left" if column in ("measure", "baseline") else "right")
     predict_ratio = predict[kind] / predict["ar_backtest"]
     train_ratio = train[kind] / train["seed_gru"]
-    table.add_row(
-        f"predict windows/s ({windows})",
-        sci(predict[kind]),
-        "per-window AR",
-        sci(predict["ar_backtest"]),
-        format_ratio(predict_ratio),
+    rows = (
+        (f"predict windows/s ({windows})", predict[kind], "per-window AR", predict["ar_backtest"], predict_ratio),
+        (f"training samples/s (batch {batch})", train[kind], "seed_gru", train["seed_gru"], train_ratio),
     )
-    table.add_row(
-        f"training samples/s (batch {batch})",
-        sci(train[kind]),
-        "seed_gru",
-        sci(train["seed_gru"]),
-        format_ratio(train_ratio),
-    )
+    for measure, rate, baseline, baseline_rate, ratio in rows:
+        table.add_row(measure, sci(rate), baseline, sci(baseline_rate), format_ratio(ratio))
     console = Console(highlight=False, soft_wrap=True)
     console.print(table)
     verdict = "met" if predict[kind] >= TARGET_PREDICT_RATE else "NOT met"

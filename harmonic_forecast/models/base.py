@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, StrictBool, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -38,6 +38,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INPUT_SCALINGS = ("lookback", "none")  # "none": models saved before the scaling convention (read as trained)
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _period_grid(periods: tuple[int, int]) -> tuple[int, int]:
+    if not 2 <= periods[0] < periods[1]:
+        raise ValueError("need 2 <= low < high (half-open)")
+    return periods
+
+
+PeriodGrid = Annotated[tuple[Int, Int], AfterValidator(_period_grid)]  # an integer period grid [low, high)
 
 
 class ModelConfig(Table):

@@ -34,7 +34,7 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
-from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, nan_where_nonfinite
+from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, PeriodGrid, nan_where_nonfinite
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit, WienerSkip
 from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.signals import SignalSpec
@@ -52,19 +52,12 @@ class ExpertGRUConfig(ModelConfig):
     """The ``[model]`` table of ``kind = "expert_gru"``: the shared fields and the experts'."""
 
     kind: Literal["expert_gru"] = "expert_gru"
-    periods: tuple[Int, Int] = (10, 100)  # the sparse expert's integer period grid (half-open)
+    periods: PeriodGrid = (10, 100)  # the sparse expert's integer period grid (half-open)
     sparse_iterations: Positive = 6  # EM updates of the sparse expert's backtest fit
     refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
-
-    @field_validator("periods")
-    @classmethod
-    def _period_grid(cls, periods: tuple[int, int]) -> tuple[int, int]:
-        if not 2 <= periods[0] < periods[1]:
-            raise ValueError("need 2 <= low < high (half-open)")
-        return periods
 
     @field_validator("ar_orders")
     @classmethod

@@ -27,15 +27,14 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
-from pydantic import field_validator
 from torch import nn
 
-from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, nan_where_nonfinite
+from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, PeriodGrid, nan_where_nonfinite
 from harmonic_forecast.models.skips import SkipPath, SparseSkip, WienerSkip
 from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.spectral import rfft_features
-from harmonic_forecast.tables import Int, Positive
+from harmonic_forecast.tables import Positive
 
 
 class WienerGRUConfig(ModelConfig):
@@ -48,15 +47,8 @@ class SparseGRUConfig(ModelConfig):
     """The ``[model]`` table of ``kind = "sparse_gru"``: the shared fields and the sparse fit's."""
 
     kind: Literal["sparse_gru"] = "sparse_gru"
-    periods: tuple[Int, Int] = (10, 100)  # the integer period grid of the sparse fit (half-open)
+    periods: PeriodGrid = (10, 100)  # the integer period grid of the sparse fit (half-open)
     sparse_iterations: Positive = 16  # EM updates of the sparse fit per window
-
-    @field_validator("periods")
-    @classmethod
-    def _period_grid(cls, periods: tuple[int, int]) -> tuple[int, int]:
-        if not 2 <= periods[0] < periods[1]:
-            raise ValueError("need 2 <= low < high (half-open)")
-        return periods
 
 
 def wiener_skip(config: WienerGRUConfig) -> WienerSkip:
