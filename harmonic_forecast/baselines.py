@@ -216,16 +216,38 @@ def backtest_ar_orders(
     shortest = length - folds * horizon
     if shortest - orders[-1] < orders[-1] + 1:
         raise ConfigError(f"orders: order {orders[-1]} is too high to fit on {shortest} samples")
+    errors = ar_backtest_errors(lookback, horizon, orders, folds, ridge, precise=False)
+    return torch.tensor(orders, device=lookback.device)[errors.argmin(dim=1)]
+
+
+def ar_backtest_errors(
+    lookback: Tensor, horizon: int, orders: Sequence[int], folds: int, ridge: float = AR_RIDGE, precise: bool = True
+) -> Tensor:
+    """The rolling-origin backtest of :func:`backtest_ar_orders`, arguments unchecked: ``[N, len(orders)]`` float64.
+
+    Entry ``(n, i)`` is the squared error of ``orders[i]`` summed over the ``folds`` folds and ``horizon``
+    steps (``inf`` where not finite). ``precise`` keeps the forecasts in float64 (a model's expert);
+    otherwise they are rounded to float32 first, as :func:`autoregressive` returns them.
+    """
     x = lookback.double()
     errors = x.new_zeros(x.shape[0], len(orders))
     for fold in range(1, folds + 1):
-        cut = length - fold * horizon
+        cut = x.shape[1] - fold * horizon
         truth = x[:, cut : cut + horizon]
         for column, order in enumerate(orders):
-            forecast = autoregressive(x[:, :cut], horizon, order, ridge).double()
+            forecast = autoregressive_float64(x[:, :cut], horizon, order, ridge)
+            forecast = forecast if precise else forecast.float().double()
             errors[:, column] += (forecast - truth).square().sum(dim=1)
-    errors = torch.where(errors.isfinite(), errors, torch.inf)
-    return torch.tensor(orders, device=lookback.device)[errors.argmin(dim=1)]
+    return torch.where(errors.isfinite(), errors, torch.inf)
+
+
+def ar_refit(lookback: Tensor, horizon: int, chosen: Tensor, ridge: float = AR_RIDGE) -> Tensor:
+    """Each window's AR forecast ``[N, horizon]`` float64 at its own order ``chosen`` ``[N]``, fitted on the window."""
+    forecast = lookback.new_zeros(lookback.shape[0], horizon, dtype=torch.float64)
+    for order in chosen.unique().tolist():
+        rows = chosen == order
+        forecast[rows] = autoregressive_float64(lookback[rows], horizon, order, ridge)
+    return forecast
 
 
 def backtest_autoregressive(
@@ -240,12 +262,7 @@ def backtest_autoregressive(
     ``lookback`` ``[N, L]`` (float, any device) -> ``[N, horizon]`` float32 on the same device. Exact on a sum
     of ``K`` sinusoids when ``2K`` is among ``orders``. Raises :class:`ConfigError` as :func:`backtest_ar_orders`.
     """
-    chosen = backtest_ar_orders(lookback, horizon, orders, folds, ridge)
-    forecast = torch.empty(lookback.shape[0], horizon, dtype=torch.float32, device=lookback.device)
-    for order in chosen.unique().tolist():
-        rows = chosen == order
-        forecast[rows] = autoregressive(lookback[rows], horizon, order, ridge)
-    return forecast
+    return ar_refit(lookback, horizon, backtest_ar_orders(lookback, horizon, orders, folds, ridge), ridge).float()
 
 
 class _LinearForecaster:

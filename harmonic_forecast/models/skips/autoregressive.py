@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from harmonic_forecast.baselines import AR_RIDGE, autoregressive_float64
+from harmonic_forecast.baselines import AR_RIDGE, ar_backtest_errors, ar_refit
 from harmonic_forecast.errors import ConfigError
 
 
@@ -38,19 +38,10 @@ class BacktestAR(nn.Module):
         """
         x = lookback.double()
         length, horizon = x.shape[1], self.horizon
-        errors = x.new_zeros(x.shape[0], len(self.orders))
-        naive_error = x.new_zeros(x.shape[0])
-        for fold in range(1, self.folds + 1):
-            cut = length - fold * horizon
-            truth = x[:, cut : cut + horizon]
-            naive_error += (x[:, cut - 1 : cut] - truth).square().mean(dim=1)
-            for column, order in enumerate(self.orders):
-                forecast = autoregressive_float64(x[:, :cut], horizon, order, AR_RIDGE)
-                errors[:, column] += (forecast - truth).square().mean(dim=1)
-        errors = torch.where(errors.isfinite(), errors, torch.inf) / self.folds
+        steps = self.folds * horizon
+        errors = ar_backtest_errors(x, horizon, self.orders, self.folds, AR_RIDGE) / steps
         error, chosen = errors.min(dim=1)
-        forecast = x.new_zeros(x.shape[0], horizon)
-        for column in chosen.unique().tolist():
-            rows = chosen == column
-            forecast[rows] = autoregressive_float64(x[rows], horizon, self.orders[column], AR_RIDGE)
-        return forecast, error, naive_error / self.folds
+        cuts = [length - fold * horizon for fold in range(1, self.folds + 1)]
+        naive_error = sum((x[:, cut - 1 : cut] - x[:, cut : cut + horizon]).square().sum(dim=1) for cut in cuts)
+        orders = torch.tensor(self.orders, device=x.device)[chosen]
+        return ar_refit(x, horizon, orders, AR_RIDGE), error, naive_error / steps
