@@ -432,17 +432,29 @@ def gemm_table(spec: SignalSpec, device: torch.device) -> torch.Tensor:
     return period_table(*spec.periods, spec.length, device)
 
 
-def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
-    """``[B, L]`` un-normalised signals for integer periods, as one GEMM against the period table.
+GEMM_DEPTH = 256  # the longest inner dimension a GEMM here is given (see render_gemm)
 
+
+def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
+    """``[B, L]`` un-normalised signals for integer periods, as GEMMs against the period table.
+
+    The inner dimension (two or four table rows per grid period) is cut into pieces of at most
+    ``GEMM_DEPTH`` and their products are summed in a fixed order. MKL splits a longer inner
+    dimension across threads depending on the thread count and the shape (``K = 1996``, periods
+    2..1000, gave different bits at 1 and 2 threads), which would make a row's bits depend on the
+    machine's thread count, and so on the world size (launchers give each process fewer threads).
     A single row is padded with a zero row: a one-row product goes through BLAS's matrix-vector
     kernel, which rounds differently from the GEMM that every larger batch gets.
     """
     coefficients = gemm_coefficients(spec, harmonics)
     table = gemm_table(spec, harmonics.period.device)
-    if len(coefficients) == 1:
-        return (torch.cat([coefficients, torch.zeros_like(coefficients)]) @ table)[:1]
-    return coefficients @ table
+    lone = len(coefficients) == 1
+    if lone:
+        coefficients = torch.cat([coefficients, torch.zeros_like(coefficients)])
+    signal = coefficients[:, :GEMM_DEPTH] @ table[:GEMM_DEPTH]
+    for first in range(GEMM_DEPTH, table.shape[0], GEMM_DEPTH):
+        signal += coefficients[:, first : first + GEMM_DEPTH] @ table[first : first + GEMM_DEPTH]
+    return signal[:1] if lone else signal
 
 
 _SLOT_BUCKET = 8  # on a CPU a row is rendered with its count rounded up to this many slots, not all of them

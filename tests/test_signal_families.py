@@ -54,6 +54,8 @@ def _whole(stream: HarmonicStream, index: int) -> torch.Tensor:
 # change: max |new - old| 1.4e-6 on these batches, render error vs float64 ~1e-6 before and after), and
 # again when integer periods took their block sines from float64 tables and rows were grouped by
 # component count, the peak block corrected by (fall - rise)|t - peak| (max |new - old| 1.0e-6, 3.6e-7).
+# equal_raw re-taken when render_gemm cut its inner dimension into pieces of GEMM_DEPTH (max |new - old|
+# 1.2e-7): the old single GEMM's bits depended on the thread count.
 GOLDEN = {
     "default": (SignalSpec(), "f752740c848622f4c54d99ba4cc4d614493a4836152c6c3e4607e48e8504284b"),
     "noisy_drift": (
@@ -66,7 +68,7 @@ GOLDEN = {
     ),
     "equal_raw": (
         SignalSpec(components=(1, 4), periods=(2, 1000), amplitudes="equal", normalize=False),
-        "ed9d41a5d1c7562ba9004466b885b64960971b29a219eaf8d1f3ad5983bb5bb9",
+        "d37270ce80f2189c84d46e158efe6557d77b3674d74b10e6c73cf9e8edf5f367",
     ),
 }
 
@@ -449,3 +451,29 @@ def test_mixture_resumes_exactly_on_another_world_size() -> None:
         resumed = torch.cat([torch.cat(next(iterator), dim=1) for iterator in iterators])
         assert torch.equal(resumed, expected[position])
     assert torch.isfinite(expected[0]).all() and torch.equal(expected[0].abs().amax(dim=1), torch.ones(64))
+
+
+# --- thread count ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+LONG_GRID = SignalSpec(components=(1, 45), periods=(10, 1000), drift="linear")  # 3960 table rows: 16 pieces
+
+
+@pytest.mark.parametrize(
+    "spec", [*(spec for spec, _ in GOLDEN.values()), LONG_GRID, MIXTURE], ids=[*GOLDEN, "long_grid", "mixture"]
+)
+def test_batches_do_not_depend_on_the_thread_count(spec: SignalSpec, restore_threads) -> None:
+    """Launchers give each process fewer threads than a lone process has: the bits must not change."""
+    batches = []
+    for threads in (1, 2, 3):
+        torch.set_num_threads(threads)
+        batches.append(torch.cat([_whole(HarmonicStream(spec, batch_size=size, seed=3), 5) for size in (16, 1000)]))
+    assert torch.equal(batches[0], batches[1])
+    assert torch.equal(batches[0], batches[2])
