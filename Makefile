@@ -21,11 +21,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # GPU tests need a CUDA device: CI deselects them; benchmarks/gpu_check.sh runs them on a GPU machine.
+# pytest-xdist runs TEST_WORKERS tests at once; tests/conftest.py shares the cores among the workers.
+TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest -m "not gpu"
+	$(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow and not gpu"
+	$(PY) -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,5 +1,6 @@
 """Shared test settings and fixtures."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,9 @@ import torch
 
 from tests.run_helpers import run_cli, write_config
 
-torch.set_num_threads(2)
+# Two threads alone; under pytest-xdist (make test runs two workers) the cores are shared among the workers.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(scope="session")
