@@ -13,8 +13,9 @@ maps stall at ~4e-6 on clean (3,45) signals where this fit reaches ~3e-7, and at
 The grid spans a few dozen dimensions of the window (the columns are band-limited), so the fit runs
 in the ``rank`` leading left singular directions of ``A``, which also discards the out-of-band noise.
 Every iteration is two GEMMs against the precomputed per-pair outer products ``a aᵀ`` plus a
-batched ``rank x rank`` Cholesky, all in float64. Like the Wiener path, :class:`SparseSkip` is fitted
-from windows handed in (a :class:`~harmonic_forecast.models.windows.WindowSource`), never from a stream.
+batched ``rank x rank`` Cholesky factor and its inverse (``cholesky_inverse``), all in float64.
+Like the Wiener path, :class:`SparseSkip` is fitted from windows handed in
+(a :class:`~harmonic_forecast.models.windows.WindowSource`), never from a stream.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class PeriodSparseFit(nn.Module):
         reduced = atoms[..., :lookback] @ projection  # [P, 2, r]
         outer = reduced.mT @ reduced  # [P, r, r]: sum over the pair of a aᵀ
         self.register_buffer("projection", projection, persistent=False)
-        self.register_buffer("reduced_atoms", reduced, persistent=False)
+        self.register_buffer("atom_rows", reduced.flatten(0, 1), persistent=False)  # [2P, r]: sin, cos per group
         self.register_buffer("horizon_atoms", atoms[..., lookback:], persistent=False)  # [P, 2, H]
         self.register_buffer("outer", outer.flatten(1), persistent=False)  # [P, r * r]
 
@@ -89,10 +90,9 @@ class PeriodSparseFit(nn.Module):
         for step in range(last + 1):
             covariance = (gamma @ self.outer).view(-1, self.rank, self.rank) + noise[:, None, None] * eye
             factor, info = torch.linalg.cholesky_ex(covariance)
-            factor_inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
-            inverse = factor_inverse.mT @ factor_inverse  # S^-1 [B, r, r]
+            inverse = torch.cholesky_inverse(factor)  # S^-1 [B, r, r]
             alpha = (inverse @ reduced[:, :, None])[..., 0]  # S^-1 x
-            mean = gamma[:, :, None] * (self.reduced_atoms @ alpha[:, None, :, None])[..., 0]  # [B, P, 2]
+            mean = gamma[:, :, None] * (alpha @ self.atom_rows.mT).view(len(x), -1, 2)  # [B, P, 2]
             if step == last:  # the update after the last mean would go unused
                 break
             quadratic = inverse.flatten(1) @ self.outer.mT  # sum over the pair of aᵀ S^-1 a
@@ -102,10 +102,10 @@ class PeriodSparseFit(nn.Module):
         return torch.einsum("bpk,pkh->bh", mean, self.horizon_atoms), gamma
 
     def flops(self) -> int:
-        """Matrix-multiply FLOPs of one window's forward pass (the Cholesky and triangular solves not counted)."""
+        """Matrix-multiply FLOPs of one window's forward pass (the Cholesky factor and its inverse not counted)."""
         periods, rank = self.outer.shape[0], self.rank
         lookback, horizon = self.projection.shape[0], self.horizon_atoms.shape[-1]
-        iteration = 2 * periods * rank * rank * 2 + 2 * rank**3 + 2 * rank * rank + 2 * periods * 2 * rank
+        iteration = 2 * periods * rank * rank * 2 + 2 * rank * rank + 2 * periods * 2 * rank
         unused_update = 2 * periods * rank * rank  # the update after the last posterior mean is not computed
         return 2 * lookback * rank + max(self.iterations, 1) * iteration - unused_update + 2 * periods * 2 * horizon
 
