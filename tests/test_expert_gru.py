@@ -129,9 +129,30 @@ def test_a_warm_started_sparse_fit_continues_where_the_short_fit_stopped() -> No
         ({"ar_folds": 0}, "model.ar_folds"),
         ({"max_excursion": 0.0}, "model.max_excursion"),
         ({"refine_iterations": -1}, "model.refine_iterations"),
+        ({"sparse_folds": 9}, "model.sparse_folds"),
+        ({"fold_iterations": 0}, "model.fold_iterations"),
     ],
 )
 def test_bad_expert_settings_are_one_line(values: dict, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         model_config({"kind": "expert_gru", **values})
     assert key in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_sparse_backtest_averages_its_folds_each_warm_started_from_the_one_before(fresh_expert_gru) -> None:
+    """Fold k fits the first ``L - k H`` samples, is scored on the next ``H`` and warm-starts fold k - 1."""
+    config = ExpertGRUConfig(hidden=8, encoder_width=8, sparse_folds=3, sparse_iterations=4, fold_iterations=2)
+    model = build_model(config).eval()
+    model.wiener = fresh_expert_gru.wiener  # the fitted noise estimate
+    lookback, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [9.3]])
+    lookback = lookback + 0.01 * torch.randn(lookback.shape, generator=torch.Generator().manual_seed(1))
+    forecasts, errors, variance = model.experts(lookback)
+    gamma, fold_errors = None, []
+    for fold, iterations in ((3, 4), (2, 2), (1, 2)):
+        cut = LOOKBACK - fold * HORIZON
+        fit = PeriodSparseFit(cut, HORIZON, (10, 100), iterations, constant=True)
+        backtest, gamma = fit.posterior(lookback[:, :cut], variance, gamma)
+        fold_errors.append((backtest - lookback[:, cut : cut + HORIZON]).square().mean(dim=1))
+    torch.testing.assert_close(errors[:, 2], torch.stack(fold_errors).mean(dim=0), rtol=1e-12, atol=0)
+    refined, _ = PeriodSparseFit(LOOKBACK, HORIZON, (10, 100), 3, constant=True).posterior(lookback, variance, gamma)
+    torch.testing.assert_close(forecasts[:, 2], refined, rtol=1e-12, atol=0)

@@ -9,9 +9,10 @@ each with its error measured inside the window (float64, no gradient):
 - ``sparse``: the sparse Bayesian fit on the integer period grid ``periods``
   (:class:`~harmonic_forecast.models.skips.PeriodSparseFit`, regularised by the Wiener noise estimate),
   which forecasts clean sums of up to 45 grid harmonics where a recurrence of order 90 cannot be fitted
-  to a window of 100; its error is backtested by
-  the same fit on the first ``L - H`` samples (``sparse_iterations`` EM updates), whose prior variances
-  warm-start the fit on the whole window (``refine_iterations`` more).
+  to a window of 100; its error is the mean over ``sparse_folds`` rolling-origin folds: fold ``k`` fits
+  the first ``L - k H`` samples and is scored on the next ``H``. The oldest fold's fit starts cold
+  (``sparse_iterations`` EM updates), each later one from the prior variances of the fold before
+  (``fold_iterations``), and the last fold's warm-start the fit on the whole window (``refine_iterations``).
 
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
@@ -53,11 +54,26 @@ class ExpertGRUConfig(ModelConfig):
 
     kind: Literal["expert_gru"] = "expert_gru"
     periods: PeriodGrid = (10, 100)  # the sparse expert's integer period grid (half-open)
-    sparse_iterations: Positive = 6  # EM updates of the sparse expert's backtest fit
+    sparse_iterations: Positive = 5  # EM updates of the sparse expert's first (oldest) backtest fold
+    sparse_folds: Positive = 3  # backtest folds of the sparse expert, each fit warm-started from the one before
+    fold_iterations: Positive = 2  # EM updates of each later fold's fit
     refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
+
+    @field_validator("sparse_folds")
+    @classmethod
+    def _folds_leave_a_window(cls, folds: int, info: ValidationInfo) -> int:
+        if not {"lookback", "horizon", "periods"} <= info.data.keys():
+            return folds
+        shortest = info.data["lookback"] - folds * info.data["horizon"]  # the oldest fold's fit
+        if shortest < 2 * info.data["periods"][0]:
+            raise ValueError(
+                f"{folds} folds leave {shortest} samples for the oldest fold's fit, under two of the grid's "
+                f"shortest period ({info.data['periods'][0]}); lower sparse_folds"
+            )
+        return folds
 
     @field_validator("ar_orders")
     @classmethod
@@ -83,8 +99,15 @@ class ExpertGRUForecaster(Forecaster):
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         self.wiener = WienerSkip(lookback, horizon)
         self.sparse = PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
-        self.sparse_backtest = PeriodSparseFit(
-            lookback - horizon, horizon, config.periods, config.sparse_iterations, constant=True
+        self.sparse_backtests = nn.ModuleList(
+            PeriodSparseFit(
+                lookback - fold * horizon,
+                horizon,
+                config.periods,
+                config.sparse_iterations if fold == config.sparse_folds else config.fold_iterations,
+                constant=True,
+            )
+            for fold in range(config.sparse_folds, 0, -1)
         )
         self.ar = BacktestAR(lookback, horizon, config.ar_orders, config.ar_folds)
         experts = len(EXPERTS)
@@ -107,10 +130,14 @@ class ExpertGRUForecaster(Forecaster):
     def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64."""
         x = lookback.double()
-        horizon, cut = self.config.horizon, self.config.lookback - self.config.horizon
+        horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
-        backtest, gamma = self.sparse_backtest.posterior(x[:, :cut], variance)
-        sparse_error = (backtest - x[:, cut:]).square().mean(dim=1)
+        gamma, sparse_error = None, x.new_zeros(len(x))
+        for fit in self.sparse_backtests:  # oldest fold first; each warm-starts the next
+            cut = fit.projection.shape[0]
+            backtest, gamma = fit.posterior(x[:, :cut], variance, gamma)
+            sparse_error += (backtest - x[:, cut : cut + horizon]).square().mean(dim=1)
+        sparse_error /= len(self.sparse_backtests)
         sparse, _ = self.sparse.posterior(x, variance, gamma)
         ar, ar_error, naive_error = self.ar(x)
         forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
@@ -166,7 +193,16 @@ class ExpertGRUForecaster(Forecaster):
         head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (experts + 1))
         network = encoder + horizon * (2 * 3 * hidden * (1 + experts + hidden) + head)
         unused_input_gradient = 2 * features * width  # the features carry no gradient
-        sparse = PeriodSparseFit(lookback - horizon, horizon, config.periods, config.sparse_iterations, True).flops()
+        sparse = sum(
+            PeriodSparseFit(
+                lookback - fold * horizon,
+                horizon,
+                config.periods,
+                config.sparse_iterations if fold == config.sparse_folds else config.fold_iterations,
+                True,
+            ).flops()
+            for fold in range(1, config.sparse_folds + 1)
+        )
         sparse += PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, True).flops()
         folds = range(1, config.ar_folds + 1)
         fits = [(lookback - fold * horizon, order) for fold in folds for order in config.ar_orders]
