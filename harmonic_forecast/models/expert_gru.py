@@ -91,6 +91,21 @@ class ExpertGRUConfig(ModelConfig):
         return orders
 
 
+def sparse_fold_fits(config: ExpertGRUConfig) -> list[PeriodSparseFit]:
+    """The sparse expert's backtest fits, oldest fold first: fold ``k`` fits the first ``L - k H`` samples."""
+    lookback, horizon = config.lookback, config.horizon
+    return [
+        PeriodSparseFit(
+            lookback - fold * horizon,
+            horizon,
+            config.periods,
+            config.sparse_iterations if fold == config.sparse_folds else config.fold_iterations,
+            constant=True,
+        )
+        for fold in range(config.sparse_folds, 0, -1)
+    ]
+
+
 class ExpertGRUForecaster(Forecaster):
     """See the module docstring. ``forecast_scaled`` ``[B, L] -> [B, H]`` float32; NaN rows for non-finite windows."""
 
@@ -99,16 +114,7 @@ class ExpertGRUForecaster(Forecaster):
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         self.wiener = WienerSkip(lookback, horizon)
         self.sparse = PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
-        self.sparse_backtests = nn.ModuleList(
-            PeriodSparseFit(
-                lookback - fold * horizon,
-                horizon,
-                config.periods,
-                config.sparse_iterations if fold == config.sparse_folds else config.fold_iterations,
-                constant=True,
-            )
-            for fold in range(config.sparse_folds, 0, -1)
-        )
+        self.sparse_backtests = nn.ModuleList(sparse_fold_fits(config))
         self.ar = BacktestAR(lookback, horizon, config.ar_orders, config.ar_folds)
         experts = len(EXPERTS)
         features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
@@ -193,16 +199,7 @@ class ExpertGRUForecaster(Forecaster):
         head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (experts + 1))
         network = encoder + horizon * (2 * 3 * hidden * (1 + experts + hidden) + head)
         unused_input_gradient = 2 * features * width  # the features carry no gradient
-        sparse = sum(
-            PeriodSparseFit(
-                lookback - fold * horizon,
-                horizon,
-                config.periods,
-                config.sparse_iterations if fold == config.sparse_folds else config.fold_iterations,
-                True,
-            ).flops()
-            for fold in range(1, config.sparse_folds + 1)
-        )
+        sparse = sum(fit.flops() for fit in sparse_fold_fits(config))
         sparse += PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, True).flops()
         folds = range(1, config.ar_folds + 1)
         fits = [(lookback - fold * horizon, order) for fold in folds for order in config.ar_orders]
