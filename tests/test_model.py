@@ -212,6 +212,19 @@ def test_old_config_files_still_load(tmp_path: Path) -> None:
     assert model.config == SeedGRUConfig(hidden=32, input_scaling="none")
 
 
+def test_an_expert_gru_saved_before_the_sparse_folds_reads_with_one_fold(tmp_path: Path) -> None:
+    from harmonic_forecast.models import read_model_config
+
+    build_model(ExpertGRUConfig(hidden=8, encoder_width=8, sparse_iterations=6)).save_pretrained(tmp_path)
+    values = json.loads((tmp_path / "config.json").read_text())
+    assert values["sparse_folds"] == 3  # written by this version
+    for key in ("sparse_folds", "fold_iterations"):
+        del values[key]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    expected = ExpertGRUConfig(hidden=8, encoder_width=8, sparse_iterations=6, sparse_folds=1)
+    assert read_model_config(tmp_path) == expected
+
+
 def test_the_shipped_model_loads_strictly() -> None:
     from harmonic_forecast.forecast import PRETRAINED
     from harmonic_forecast.models import ExpertGRUForecaster, read_model_config

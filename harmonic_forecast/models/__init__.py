@@ -154,8 +154,9 @@ def flops_per_sample(config: ModelConfig, training: bool = True) -> float:
 def read_model_config(directory: Path) -> ModelConfig:
     """The model config in ``directory/config.json`` (kind under ``model_type``), or a one-line :class:`ConfigError`.
 
-    A config saved before the scaling convention reads as ``input_scaling = "none"`` (as trained); the
-    sparse fit's keys, which every kind used to write, are dropped for a kind that does not have them.
+    A config saved before the scaling convention reads as ``input_scaling = "none"``, an ``expert_gru`` one
+    saved before its sparse backtest had folds as ``sparse_folds = 1`` (each as trained); the sparse fit's
+    keys, which every kind used to write, are dropped for a kind that does not have them.
     """
     try:
         values = json.loads((directory / CONFIG_FILE).read_text())
@@ -167,4 +168,6 @@ def read_model_config(directory: Path) -> ModelConfig:
     fields = FAMILIES[kind].config.model_fields
     values = {key: value for key, value in values.items() if key in fields or key not in LEGACY_KEYS}
     values.setdefault("input_scaling", "none")  # saved before the scaling convention: read as trained
+    if kind == "expert_gru":
+        values.setdefault("sparse_folds", 1)  # saved before the sparse expert's folds: one fold, as trained
     return model_config({"kind": kind, **values})
