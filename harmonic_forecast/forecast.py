@@ -61,7 +61,7 @@ class HarmonicForecaster:
     """A loaded model with batched, device-aware prediction, ``batch_size`` windows at a time.
 
     The default chunk of 512 windows keeps the experts' per-window float64 matrices of the default model
-    in cache on a CPU (larger chunks are slower per window there; ``benchmarks/default_model.py``).
+    in cache on a CPU (chunks of 4096 are slower per window there; ``benchmarks/default_model.py``).
     """
 
     def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 512) -> None:

@@ -91,10 +91,11 @@ class ExpertGRUConfig(ModelConfig):
         return orders
 
 
-def sparse_fold_fits(config: ExpertGRUConfig) -> list[PeriodSparseFit]:
-    """The sparse expert's backtest fits, oldest fold first: fold ``k`` fits the first ``L - k H`` samples."""
+def sparse_fits(config: ExpertGRUConfig) -> tuple[list[PeriodSparseFit], PeriodSparseFit]:
+    """The sparse expert's backtest fits, oldest fold first (fold ``k`` fits the first ``L - k H`` samples),
+    and its fit on the whole window."""
     lookback, horizon = config.lookback, config.horizon
-    return [
+    folds = [
         PeriodSparseFit(
             lookback - fold * horizon,
             horizon,
@@ -104,6 +105,14 @@ def sparse_fold_fits(config: ExpertGRUConfig) -> list[PeriodSparseFit]:
         )
         for fold in range(config.sparse_folds, 0, -1)
     ]
+    return folds, PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
+
+
+def feature_count(config: ExpertGRUConfig) -> int:
+    """Inputs of the encoder: the window, its rfft amplitudes and phases, the log noise variance, the
+    experts' forecasts and their log errors."""
+    experts = len(EXPERTS)
+    return config.lookback + 2 * (config.lookback // 2 + 1) + 1 + experts * config.horizon + experts
 
 
 class ExpertGRUForecaster(Forecaster):
@@ -113,11 +122,10 @@ class ExpertGRUForecaster(Forecaster):
         super().__init__(config)
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         self.wiener = WienerSkip(lookback, horizon)
-        self.sparse = PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
-        self.sparse_backtests = nn.ModuleList(sparse_fold_fits(config))
+        folds, self.sparse = sparse_fits(config)
+        self.sparse_backtests = nn.ModuleList(folds)
         self.ar = BacktestAR(lookback, horizon, config.ar_orders, config.ar_folds)
-        experts = len(EXPERTS)
-        features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
+        experts, features = len(EXPERTS), feature_count(config)
         self.encoder = nn.Sequential(
             nn.Linear(features, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, hidden)
         )
@@ -193,14 +201,13 @@ class ExpertGRUForecaster(Forecaster):
         chooses is known only from its data), so the experts' count is an upper bound.
         """
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
-        experts = len(EXPERTS)
-        features = lookback + 2 * (lookback // 2 + 1) + 1 + experts * horizon + experts
+        experts, features = len(EXPERTS), feature_count(config)
         encoder = 2 * (features * width + width * width + width * hidden)
         head = 2 * (hidden * (hidden // 2) + (hidden // 2) * (experts + 1))
         network = encoder + horizon * (2 * 3 * hidden * (1 + experts + hidden) + head)
         unused_input_gradient = 2 * features * width  # the features carry no gradient
-        sparse = sum(fit.flops() for fit in sparse_fold_fits(config))
-        sparse += PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, True).flops()
+        folds, whole = sparse_fits(config)
+        sparse = sum(fit.flops() for fit in folds) + whole.flops()
         folds = range(1, config.ar_folds + 1)
         fits = [(lookback - fold * horizon, order) for fold in folds for order in config.ar_orders]
         fits.append((lookback, max(config.ar_orders)))
