@@ -34,9 +34,13 @@ def mix64_reference(value: int) -> int:
 
 def mix64_(words: torch.Tensor) -> torch.Tensor:
     """SplitMix64's finaliser applied in place to an int64 tensor (logical shifts via masks)."""
-    words.bitwise_xor_((words >> 30).bitwise_and_((1 << 34) - 1)).mul_(_MIX1)
-    words.bitwise_xor_((words >> 27).bitwise_and_((1 << 37) - 1)).mul_(_MIX2)
-    return words.bitwise_xor_((words >> 31).bitwise_and_((1 << 33) - 1))
+    shifted = torch.empty_like(words)  # one scratch tensor for the three shifts
+    for shift, multiplier in ((30, _MIX1), (27, _MIX2), (31, None)):
+        torch.bitwise_right_shift(words, shift, out=shifted).bitwise_and_((1 << (64 - shift)) - 1)
+        words.bitwise_xor_(shifted)
+        if multiplier is not None:
+            words.mul_(multiplier)
+    return words
 
 
 def stream_key(seed: int) -> int:
