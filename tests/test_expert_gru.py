@@ -156,3 +156,27 @@ def test_the_sparse_backtest_averages_its_folds_each_warm_started_from_the_one_b
     torch.testing.assert_close(errors[:, 2], torch.stack(fold_errors).mean(dim=0), rtol=1e-12, atol=0)
     refined, _ = PeriodSparseFit(LOOKBACK, HORIZON, (10, 100), 3, constant=True).posterior(lookback, variance, gamma)
     torch.testing.assert_close(forecasts[:, 2], refined, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("trust_earned", [True, False])
+def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fresh_expert_gru, trust_earned) -> None:
+    """A gate that boosts the sparse expert 50 logits gets its way where sparse beat naive in the window's
+    backtest (clean grid tones) and, with ``trust_earned``, nowhere else (random walks): there the
+    forecast is the experts' inverse-MSE combination, as if the gate were silent."""
+    model = build_model(ExpertGRUConfig(hidden=16, encoder_width=16, trust_earned=trust_earned)).eval()
+    model.wiener = fresh_expert_gru.wiener
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))  # gate: sparse +5 (x 10), residual 0
+    tones, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0, 50.0]])
+    walks = torch.randn(64, LOOKBACK, generator=torch.Generator().manual_seed(3), dtype=torch.float64).cumsum(dim=1)
+    for lookback in (tones, walks):
+        forecasts, errors, _ = model.experts(lookback)
+        forecast, _ = model._forecast(lookback)
+        center = lookback.mean(dim=1, keepdim=True)
+        bound = 3 * (lookback - center).abs().amax(dim=1, keepdim=True)  # the forecasts' safety clip
+        prior = (forecasts / errors[..., None]).sum(dim=1) / (1 / errors).sum(dim=1, keepdim=True)
+        boosted, prior = (torch.minimum(torch.maximum(f, center - bound), center + bound) for f in (forecasts[:, 2], prior))
+        capped = trust_earned & (errors[:, 2] > errors[:, 0])
+        torch.testing.assert_close(forecast[~capped], boosted[~capped], rtol=0, atol=1e-9)
+        torch.testing.assert_close(forecast[capped], prior[capped], rtol=1e-9, atol=1e-12)
+    assert not (errors[:, 2] > errors[:, 0]).logical_not().all(), "some walks must show sparse losing to naive"

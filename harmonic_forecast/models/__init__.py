@@ -170,4 +170,5 @@ def read_model_config(directory: Path) -> ModelConfig:
     values.setdefault("input_scaling", "none")  # saved before the scaling convention: read as trained
     if kind == "expert_gru":
         values.setdefault("sparse_folds", 1)  # saved before the sparse expert's folds: one fold, as trained
+        values.setdefault("trust_earned", False)  # saved before the gate's cap on losing experts
     return model_config({"kind": kind, **values})

@@ -22,6 +22,10 @@ the backtest errors (so an untrained model is the inverse-MSE combination of Bat
 the learned gate and ``s`` the square root of the best expert's backtest error, in whose units the
 training loss is taken (clean and noisy windows weigh alike). The head's last layer starts at zero.
 
+With ``trust_earned`` (the default) the gate may lower any expert's weight but cannot raise an expert whose
+backtest error exceeds naive's above its inverse-MSE prior: trust in a forecaster that lost to the last
+value inside the window is not learned from synthetic data.
+
 Safety by construction: every forecast is clipped to ``lookback mean ± max_excursion × max |lookback −
 mean|``, an expert whose fit is singular or not finite gets forecast 0 and error ``1e6``, and a window
 holding NaN or inf forecasts NaN (:func:`~harmonic_forecast.models.base.nan_where_nonfinite`).
@@ -32,7 +36,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, StrictBool, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, PeriodGrid, nan_where_nonfinite
@@ -61,6 +65,7 @@ class ExpertGRUConfig(ModelConfig):
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
+    trust_earned: StrictBool = True  # an expert that lost to naive in the backtest gets no more than its prior weight
 
     @field_validator("sparse_folds")
     @classmethod
@@ -173,11 +178,15 @@ class ExpertGRUForecaster(Forecaster):
         hidden = self.encoder(torch.cat([*features, log_error.float() / 10], dim=-1))
         center = x.mean(dim=1, keepdim=True)
         bound = self.config.max_excursion * (x - center).abs().amax(dim=1, keepdim=True)
+        lost = errors > errors[:, :1] if self.config.trust_earned else None  # [B, E]: worse than naive in-window
         value, outputs = x[:, -1:].float(), []
         for step in range(self.config.horizon):
             hidden = self.decoder(torch.cat([value, bounded[:, :, step]], dim=-1), hidden)
             gate, residual = self.head(hidden).double().split([len(EXPERTS), 1], dim=-1)
-            weights = torch.softmax(GATE_GAIN * gate - log_error, dim=-1)
+            logits = GATE_GAIN * gate - log_error
+            if lost is not None:  # the gate may lower a losing expert's logit, never raise it above its prior
+                logits = torch.where(lost, torch.minimum(logits, -log_error), logits)
+            weights = torch.softmax(logits, dim=-1)
             forecast = (weights * forecasts[:, :, step]).sum(dim=-1, keepdim=True) + residual * unit
             forecast = torch.minimum(torch.maximum(forecast, center - bound), center + bound)
             outputs.append(forecast)
