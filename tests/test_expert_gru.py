@@ -175,7 +175,8 @@ def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fres
         center = lookback.mean(dim=1, keepdim=True)
         bound = 3 * (lookback - center).abs().amax(dim=1, keepdim=True)  # the forecasts' safety clip
         prior = (forecasts / errors[..., None]).sum(dim=1) / (1 / errors).sum(dim=1, keepdim=True)
-        boosted, prior = (torch.minimum(torch.maximum(f, center - bound), center + bound) for f in (forecasts[:, 2], prior))
+        low, high = center - bound, center + bound
+        boosted, prior = forecasts[:, 2].clamp(low, high), prior.clamp(low, high)
         capped = trust_earned & (errors[:, 2] > errors[:, 0])
         torch.testing.assert_close(forecast[~capped], boosted[~capped], rtol=0, atol=1e-9)
         torch.testing.assert_close(forecast[capped], prior[capped], rtol=1e-9, atol=1e-12)
