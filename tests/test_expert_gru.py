@@ -180,4 +180,4 @@ def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fres
         capped = trust_earned & (errors[:, 2] > errors[:, 0])
         torch.testing.assert_close(forecast[~capped], boosted[~capped], rtol=0, atol=1e-9)
         torch.testing.assert_close(forecast[capped], prior[capped], rtol=1e-9, atol=1e-12)
-    assert not (errors[:, 2] > errors[:, 0]).logical_not().all(), "some walks must show sparse losing to naive"
+    assert (errors[:, 2] > errors[:, 0]).any(), "some walks must show sparse losing to naive"
