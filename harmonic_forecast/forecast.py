@@ -60,11 +60,13 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
 class HarmonicForecaster:
     """A loaded model with batched, device-aware prediction, ``batch_size`` windows at a time.
 
-    The default chunk of 512 windows keeps the experts' per-window float64 matrices of the default model
-    in cache on a CPU (chunks of 4096 are slower per window there; ``benchmarks/default_model.py``).
+    The default chunk of 2048 windows gives each CPU thread of the default model's experts about a
+    thousand windows (:func:`~harmonic_forecast.models.row_threads.map_row_chunks`) while their float64
+    matrices stay near the cache (much smaller or larger chunks are slower per window there;
+    ``benchmarks/default_model.py`` measures the rate).
     """
 
-    def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 512) -> None:
+    def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 2048) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size

@@ -15,7 +15,7 @@ import torch
 
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import load_forecaster
-from harmonic_forecast.models import ExpertGRUConfig, Forecaster, build_model, model_config
+from harmonic_forecast.models import ExpertGRUConfig, Forecaster, build_model, model_config, row_threads
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.trainer import stream_windows
@@ -181,3 +181,44 @@ def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fres
         torch.testing.assert_close(forecast[~capped], boosted[~capped], rtol=0, atol=1e-9)
         torch.testing.assert_close(forecast[capped], prior[capped], rtol=1e-9, atol=1e-12)
     assert (errors[:, 2] > errors[:, 0]).any(), "some walks must show sparse losing to naive"
+
+
+def test_the_experts_fitted_in_row_chunks_on_several_threads_match_one_pass(fresh_expert_gru) -> None:
+    """:func:`map_row_chunks` splits the rows over torch's threads; rows stay independent (rounding aside)."""
+    windows, _ = sines([[9.5], [10, 37, 61], [4.0, 7.3]] * 50, level=0.3)  # 150 rows: 2 chunks of 75
+    windows[7, 3] = torch.nan  # a bad row stays a per-row result in its chunk
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = fresh_expert_gru.experts(windows)
+        torch.set_num_threads(2)
+        assert min(2, len(windows) // row_threads.MIN_CHUNK_ROWS) == 2, "the split is exercised"
+        chunked = fresh_expert_gru.experts(windows)
+    finally:
+        torch.set_num_threads(threads)
+    for one_pass, split in zip(whole, chunked, strict=True):
+        assert split.shape == one_pass.shape
+        torch.testing.assert_close(split, one_pass, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert (chunked[1][7, 1:] == 1e6).all() and (chunked[1][8] < 1e-6).any(), "the NaN row alone lost its fits"
+
+
+def test_row_chunks_keep_the_callers_grad_mode_and_raise_a_chunks_error() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows = torch.ones(256, 3)
+        with torch.no_grad():
+            (modes,) = row_threads.map_row_chunks(lambda x: (torch.full((len(x),), torch.is_grad_enabled()),), rows)
+        assert not modes.any()
+        (modes,) = row_threads.map_row_chunks(lambda x: (torch.full((len(x),), torch.is_grad_enabled()),), rows)
+        assert modes.all() and len(modes) == 256
+
+        def fails_on_the_second_chunk(x: torch.Tensor) -> tuple[torch.Tensor]:
+            if x.data_ptr() != rows.data_ptr():
+                raise ValueError("second chunk")
+            return (x,)
+
+        with pytest.raises(ValueError, match="second chunk"):
+            row_threads.map_row_chunks(fails_on_the_second_chunk, rows)
+    finally:
+        torch.set_num_threads(threads)

@@ -40,6 +40,7 @@ from pydantic import Field, StrictBool, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, PeriodGrid, nan_where_nonfinite
+from harmonic_forecast.models.row_threads import map_row_chunks
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit, WienerSkip
 from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.signals import SignalSpec
@@ -147,8 +148,13 @@ class ExpertGRUForecaster(Forecaster):
     @torch.no_grad()
     @torch.compiler.disable  # float64 fits with data-dependent shapes (the chosen AR orders): left to eager
     def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64."""
-        x = lookback.double()
+        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64.
+
+        Rows are fitted independently; on a CPU, in one chunk per torch thread (:func:`map_row_chunks`).
+        """
+        return map_row_chunks(self._experts, lookback.double())
+
+    def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
         gamma, sparse_error = None, x.new_zeros(len(x))
