@@ -116,7 +116,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     forecaster = load_forecaster(args.checkpoint)
     series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
-    forecast = forecaster.forecast(series, rolling=args.rolling)
+    forecast = forecaster.forecast(series, rolling=args.rolling, combine=not args.per_window)
     steps = [f"t+{h + 1}" for h in range(forecaster.horizon)]
     if args.rolling:
         ends = np.arange(forecaster.lookback, len(series) + 1)[:, None]  # forecasts samples end, end+1, ...
@@ -258,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_and_series(predict)
     predict.add_argument("--output", required=True, help=".csv or .npy")
     predict.add_argument("--rolling", action="store_true", help="a forecast after every window, not just the last")
+    predict.add_argument(
+        "--per-window",
+        action="store_true",
+        help="the model's forecast of each window alone, not combined with the last value by their past errors",
+    )
     predict.set_defaults(run=_predict)
 
     assess = commands.add_parser("evaluate", help="score a model against the baselines on fixed test sets")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harmonic_forecast.combination import HISTORY, model_weights
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.models import CONFIG_FILE, Forecaster
 from harmonic_forecast.scaling import scale_windows, unscale
@@ -109,22 +110,31 @@ class HarmonicForecaster:
         (scaled,) = scale_windows(windows)  # a model from before the scaling convention: scale around it
         return unscale(self.model(scaled.float()), windows).float()
 
-    def forecast(self, series: Array, rolling: bool = False) -> np.ndarray:
+    def forecast(self, series: Array, rolling: bool = False, combine: bool = True) -> np.ndarray:
         """Forecast a raw series in its own units, float64 numpy.
 
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
-        samples ``i + lookback ...``). Each row depends only on its own window; a constant window
-        forecasts its constant. The series must be finite and hold at least ``lookback`` samples:
-        a NaN or inf anywhere raises :class:`ConfigError` naming its index, rather than giving NaN
-        rows as :meth:`predict` does for windows.
+        samples ``i + lookback ...``). With ``combine`` (the default) each row is the model's forecast
+        combined with the last value by their discounted errors on the earlier windows of the same
+        series whose continuations it has seen (:mod:`harmonic_forecast.combination`; a row with no
+        such window, e.g. a series of fewer than ``lookback + horizon`` samples, is the model's
+        forecast); without it each row depends only on its own window. A constant window forecasts
+        its constant. The series must be finite and hold at least ``lookback`` samples: a NaN or inf
+        anywhere raises :class:`ConfigError` naming its index, rather than giving NaN rows as
+        :meth:`predict` does for windows.
         """
         values = check_series(series, self.lookback)
         windows = series_windows(values, self.lookback)
-        if not rolling:
-            windows = windows[-1:]
+        first = 0 if rolling or not combine else max(0, len(windows) - self.horizon - HISTORY)
+        windows = windows[first:] if combine else windows if rolling else windows[-1:]
         forecast = self.predict(np.ascontiguousarray(windows)).astype(np.float64)
-        return forecast if rolling else forecast[0]
+        if combine:
+            observed = values[first + self.lookback :]
+            continuations = series_windows(observed, self.horizon) if len(observed) >= self.horizon else observed[:0]
+            weight = model_weights(windows, forecast, continuations, self.horizon)[:, None]
+            forecast = weight * forecast + (1 - weight) * windows[:, -1:]
+        return forecast if rolling else forecast[-1]
 
 
 def load_forecaster(path: str | Path | None = None, device: str | torch.device = "cpu") -> HarmonicForecaster:

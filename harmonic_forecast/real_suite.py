@@ -2,7 +2,9 @@
 
 Every window of ``lookback + horizon`` samples at a fixed ``stride`` (starts ``0, stride, ...``) of every
 series is forecast. The model goes through the user path, ``HarmonicForecaster.forecast(series, rolling=True)``
-in the series' raw units, one row per window (at a stride above 1, ``forecast(window)`` per window).
+in the series' raw units, one row per window (at a stride above 1, ``forecast`` of the series up to the
+window's end), so it is combined with naive by their errors on the series' earlier windows
+(:mod:`harmonic_forecast.combination`), as a user's forecast of a series is.
 The baselines see the same lookbacks scaled as the model scales them (:mod:`harmonic_forecast.scaling`:
 centred on their mean, divided by their standard deviation) and their forecasts are mapped back:
 naive, seasonal naive with the series' seasonal period, per-window AR with its order chosen by a backtest
@@ -109,16 +111,14 @@ def real_forecasts(
 ) -> dict[str, np.ndarray]:
     """Forecaster name -> scaled forecasts ``[N, H]`` float64 of ``windows`` of ``series``.
 
-    The model through the user path: ``forecast(series, rolling=True)`` at stride 1, ``forecast(window)`` per
-    window at a larger stride (the same rows, row for row).
+    The model through the user path: ``forecast(series, rolling=True)`` at stride 1, ``forecast`` of the series
+    up to each window's end at a larger stride (the same rows, row for row, combination with naive included).
     """
     horizon = forecaster.horizon
     if len(windows.starts) > 1 and windows.starts[1] == 1:  # stride 1: every window, one rolling call
         raw = forecaster.forecast(series.values[:-horizon], rolling=True)
     else:  # the same rows, one window each, without forecasting the windows in between
-        raw = np.stack(
-            [forecaster.forecast(series.values[start : start + forecaster.lookback]) for start in windows.starts]
-        )
+        raw = np.stack([forecaster.forecast(series.values[: start + forecaster.lookback]) for start in windows.starts])
     lookback = torch.from_numpy(windows.lookback)
     baselines = {
         "naive": functools.partial(naive, horizon=horizon),

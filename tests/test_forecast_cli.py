@@ -11,6 +11,7 @@ import torch
 
 from harmonic_forecast import ConfigError, SignalSpec, load_forecaster
 from harmonic_forecast.cli import main
+from harmonic_forecast.forecast import series_windows
 from harmonic_forecast.models import SparseGRUConfig, build_model
 from harmonic_forecast.trainer import stream_windows
 
@@ -55,6 +56,21 @@ def test_forecast_maps_back_to_the_series_units(model_dir: Path) -> None:
     assert rolling.shape == (201, 10)
     # the sparse fit's near-singular float64 solves see different BLAS blocking at another batch size
     np.testing.assert_allclose(rolling[-1], base, rtol=1e-6, atol=1e-5)
+
+
+def test_a_forecast_reads_only_the_series_up_to_its_window_and_can_be_per_window(model_dir: Path) -> None:
+    forecaster = load_forecaster(model_dir)
+    series = np.cumsum(np.random.default_rng(3).normal(size=320)) + 10 * _series(320)  # a walk: naive competes
+    rolling = forecaster.forecast(series, rolling=True)
+    for row in (0, 9, 10, 57, 220):
+        np.testing.assert_allclose(forecaster.forecast(series[: row + 100]), rolling[row], rtol=1e-6, atol=1e-5)
+    changed = series.copy()
+    changed[250:] += 40.0
+    np.testing.assert_allclose(forecaster.forecast(changed, rolling=True)[:151], rolling[:151], rtol=1e-6, atol=1e-5)
+    per_window = forecaster.forecast(series, rolling=True, combine=False)
+    np.testing.assert_allclose(per_window, forecaster.predict(series_windows(series, 100)), rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(per_window[:10], rolling[:10])  # no earlier window seen yet: the model alone
+    assert not np.allclose(per_window[10:], rolling[10:]), "later rows are combined with the last value"
 
 
 def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:

@@ -74,7 +74,7 @@ def test_model_is_scored_through_the_user_path() -> None:
     assert set(forecasts) == FORECASTERS and all(f.shape == (len(windows.starts), 10) for f in forecasts.values())
     for row in (0, 57, len(windows.starts) - 1):
         start = windows.starts[row]
-        expected = forecaster.forecast(series.values[start : start + forecaster.lookback])
+        expected = forecaster.forecast(series.values[: start + forecaster.lookback])  # the series up to the window
         raw = forecasts["model"][row] * windows.scale[row] + windows.center[row]
         # float32 inside the model: batches of different sizes round differently in the last bits
         np.testing.assert_allclose(raw, expected, rtol=0, atol=1e-5 * windows.scale[row, 0])
