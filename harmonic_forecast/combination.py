@@ -1,19 +1,19 @@
-"""Forecast combination over a series' own past: the model and the last value, weighted by their recent errors.
+"""Forecast combination over a series' own past: the model, the last value and per-window AR, by their recent errors.
 
 On a series, every window but the last ``horizon`` ones has a continuation already observed, so how
-well the model and naive (the last value, a random walk's best forecast) have been doing on *this*
-series is known when the next forecast is made. Stock & Watson (2004, "Combination forecasts of output
-growth in a seven-country data set", *Journal of Forecasting* 23(6)) weight each forecaster by a power of
-its discounted past MSE; here window ``i``'s forecast is ``w f_model + (1 - w) f_naive`` with
+well each forecaster has been doing on *this* series is known when the next forecast is made. Stock &
+Watson (2004, "Combination forecasts of output growth in a seven-country data set", *Journal of
+Forecasting* 23(6)) weight each forecaster by the inverse of its discounted past MSE; here window
+``i``'s forecast is ``sum_f w_f forecast_f`` over the forecasters ``f`` with
 
-    w = 1 / (1 + (m_model / m_naive) ** POWER),   m = sum_k DISCOUNT**k e[i - horizon - k]  (k < HISTORY),
+    w_f ∝ 1 / m_f,   m_f = sum_k DISCOUNT**k e_f[i - horizon - k]  (k < HISTORY),
 
-where ``e[j]`` is a forecaster's MSE on window ``j`` in that window's lookback-scaled units
+where ``e_f[j]`` is forecaster ``f``'s MSE on window ``j`` in that window's lookback-scaled units
 (:mod:`harmonic_forecast.scaling`), so the weights do not depend on the series' units. Only windows
 whose whole continuation lies inside window ``i``'s lookback enter: the combination is causal. A window
-with no such predecessor, or where the model's discounted error is 0, keeps the model's forecast.
-``DISCOUNT`` is one of Stock & Watson's; ``POWER`` = 2 (theirs is 1) sharpens the weights, chosen on the
-real-series suite (``evaluate --suite real``).
+with no such predecessor keeps the first forecaster's forecast (the model's). ``forecast(series)``
+combines the model with naive (the last value, a random walk's best forecast) and per-window AR with
+its order backtested inside the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`).
 """
 
 from __future__ import annotations
@@ -21,36 +21,56 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harmonic_forecast.scaling import scale_windows
+from harmonic_forecast.baselines import BACKTEST_AR_ORDERS, BACKTEST_FOLDS, backtest_autoregressive
+from harmonic_forecast.scaling import scale_windows, unscale
 
-DISCOUNT = 0.95
-POWER = 2.0
+DISCOUNT = 0.95  # one of Stock & Watson's discount factors
 HISTORY = 100  # windows in the discounted sum (0.95 ** 100 < 0.6%): bounds the history a forecast needs
+ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight, never a division by zero
 
 
-def model_weights(windows: np.ndarray, model: np.ndarray, continuations: np.ndarray, horizon: int) -> np.ndarray:
-    """The model's weight ``w`` ``[N]`` float64 for each of ``N`` consecutive windows of one series.
+def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
+    """Naive and per-window AR forecasts ``[2, N, H]`` float64 of windows ``[N, L]`` in their own units.
 
-    ``windows`` ``[N, L]`` start one sample apart; ``model`` ``[N, H]`` are the model's forecasts of them and
-    ``continuations`` ``[N - H, H]`` the observed continuations of the first ``N - H`` windows (fewer rows
-    when the series ends sooner: only those are used). All in the series' units, finite.
+    AR is fitted to each window scaled by its lookback and mapped back, so it is affine equivariant like the
+    model; its orders are those of :data:`~harmonic_forecast.baselines.BACKTEST_AR_ORDERS` that its backtest
+    can fit in ``L``. A lookback too short for any order gives naive alone, ``[1, N, H]``.
+    """
+    naive = np.repeat(windows[:, -1:], horizon, axis=1).astype(np.float64)
+    shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
+    orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
+    if not orders:
+        return naive[None]
+    lookback = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    (scaled,) = scale_windows(lookback)
+    ar = unscale(backtest_autoregressive(scaled, horizon, orders).double(), lookback)
+    return np.stack([naive, ar.numpy()])
+
+
+def combination_weights(
+    windows: np.ndarray, forecasts: np.ndarray, continuations: np.ndarray, horizon: int
+) -> np.ndarray:
+    """The forecasters' weights ``[F, N]`` float64 for each of ``N`` consecutive windows of one series.
+
+    ``windows`` ``[N, L]`` start one sample apart; ``forecasts`` ``[F, N, H]`` are each forecaster's forecasts
+    of them and ``continuations`` ``[N - H, H]`` the observed continuations of the first ``N - H`` windows
+    (fewer rows when the series ends sooner: only those are used). All in the series' units, finite.
+    Each column sums to 1; the first ``H`` columns (no continuation seen yet) are ``(1, 0, ..., 0)``.
     """
     count = len(windows)
     known = min(len(continuations), max(count - horizon, 0))
-    weight = np.ones(count)
+    weights = np.zeros((len(forecasts), count))
+    weights[0] = 1.0
     if known == 0:
-        return weight
-    lookback, forecast, target = (
-        torch.from_numpy(np.ascontiguousarray(a[:known])) for a in (windows, model, continuations)
-    )
-    scaled, forecast, target = scale_windows(lookback, forecast, target)
-    errors = torch.stack([(forecast - target).square().mean(dim=1), (scaled[:, -1:] - target).square().mean(dim=1)])
+        return weights
+    lookback = torch.from_numpy(np.ascontiguousarray(windows[:known], dtype=np.float64))
+    target = torch.from_numpy(np.ascontiguousarray(continuations[:known], dtype=np.float64))
+    scaled = scale_windows(lookback, target, *torch.from_numpy(np.ascontiguousarray(forecasts[:, :known])))
+    errors = torch.stack([(forecast - scaled[1]).square().mean(dim=1) for forecast in scaled[2:]])  # [F, known]
     decay = DISCOUNT ** torch.arange(HISTORY, dtype=torch.float64)
     # m[:, j] = sum_k decay[k] * errors[:, j - k] (j - k >= 0): a causal convolution over the known windows
     padded = torch.nn.functional.pad(errors[:, None], (HISTORY - 1, 0))
-    discounted = torch.nn.functional.conv1d(padded, decay.flip(0)[None, None])[:, 0]  # [2, known]
-    ratio = (discounted[0] / discounted[1]).numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        combined = np.where(discounted[0].numpy() > 0, 1.0 / (1.0 + ratio**POWER), 1.0)
-    weight[horizon : horizon + known] = combined  # window i reads the sums up to window i - horizon
-    return weight
+    discounted = torch.nn.functional.conv1d(padded, decay.flip(0)[None, None])[:, 0]  # [F, known]
+    inverse = 1.0 / discounted.clamp_min(ERROR_FLOOR)
+    weights[:, horizon : horizon + known] = (inverse / inverse.sum(dim=0)).numpy()  # window i: sums to i - H
+    return weights

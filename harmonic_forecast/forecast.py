@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmonic_forecast.combination import HISTORY, model_weights
+from harmonic_forecast.combination import HISTORY, classical_forecasts, combination_weights
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.models import CONFIG_FILE, Forecaster
 from harmonic_forecast.scaling import scale_windows, unscale
@@ -115,14 +115,14 @@ class HarmonicForecaster:
 
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
-        samples ``i + lookback ...``). With ``combine`` (the default) each row is the model's forecast
-        combined with the last value by their discounted errors on the earlier windows of the same
-        series whose continuations it has seen (:mod:`harmonic_forecast.combination`; a row with no
-        such window, e.g. a series of fewer than ``lookback + horizon`` samples, is the model's
-        forecast); without it each row depends only on its own window. A constant window forecasts
-        its constant. The series must be finite and hold at least ``lookback`` samples: a NaN or inf
-        anywhere raises :class:`ConfigError` naming its index, rather than giving NaN rows as
-        :meth:`predict` does for windows.
+        samples ``i + lookback ...``). With ``combine`` (the default) each row combines the model's
+        forecast with the last value and per-window AR by their discounted errors on the earlier
+        windows of the same series whose continuations it has seen (:mod:`harmonic_forecast.combination`;
+        a row with no such window, e.g. a series of fewer than ``lookback + horizon`` samples, is the
+        model's forecast); without it each row is the model's forecast of its own window alone. A
+        constant window forecasts its constant. The series must be finite and hold at least
+        ``lookback`` samples: a NaN or inf anywhere raises :class:`ConfigError` naming its index,
+        rather than giving NaN rows as :meth:`predict` does for windows.
         """
         values = check_series(series, self.lookback)
         windows = series_windows(values, self.lookback)
@@ -132,8 +132,9 @@ class HarmonicForecaster:
         if combine:
             observed = values[first + self.lookback :]
             continuations = series_windows(observed, self.horizon) if len(observed) >= self.horizon else observed[:0]
-            weight = model_weights(windows, forecast, continuations, self.horizon)[:, None]
-            forecast = weight * forecast + (1 - weight) * windows[:, -1:]
+            forecasts = np.concatenate([forecast[None], classical_forecasts(windows, self.horizon)])
+            weights = combination_weights(windows, forecasts, continuations, self.horizon)
+            forecast = np.einsum("fn,fnh->nh", weights, forecasts)
         return forecast if rolling else forecast[-1]
 
 

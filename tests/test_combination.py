@@ -1,48 +1,69 @@
-"""The combination of the model with the last value by their discounted errors on a series' earlier windows."""
+"""The combination of the model with naive and per-window AR by their discounted errors on a series' earlier windows."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from harmonic_forecast.combination import DISCOUNT, HISTORY, POWER, model_weights
+from harmonic_forecast.combination import DISCOUNT, HISTORY, classical_forecasts, combination_weights
 from harmonic_forecast.forecast import series_windows
 
 LOOKBACK, HORIZON = 20, 5
 
 
-def _random_walk(length: int = 260, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A series, its windows ``[N, L]`` and the observed continuations ``[N - H, H]``."""
+def _random_walk(length: int = 260, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``[N, L]`` of a random walk and the observed continuations ``[N - H, H]``."""
     series = np.cumsum(np.random.default_rng(seed).normal(size=length)) + 50.0
-    windows = series_windows(series, LOOKBACK)
-    return series, windows, series_windows(series[LOOKBACK:], HORIZON)
+    return series_windows(series, LOOKBACK), series_windows(series[LOOKBACK:], HORIZON)
 
 
-def test_a_model_worse_than_the_last_value_loses_its_weight_and_an_exact_one_keeps_it() -> None:
-    _, windows, continuations = _random_walk()
+def test_a_model_worse_than_the_last_value_loses_its_weight_and_an_exact_one_takes_it_all() -> None:
+    windows, continuations = _random_walk()
     last = windows[:, -1:].repeat(HORIZON, axis=1)
-    weight = model_weights(windows, last + 3.0 * windows.std(axis=1, keepdims=True), continuations, HORIZON)
-    assert weight.shape == (len(windows),)
-    assert (weight[:HORIZON] == 1).all(), "no earlier window has been seen: the model's forecast"
-    assert (weight[HORIZON:] < 0.5).all() and np.median(weight[HORIZON:]) < 0.05
+    bad = last + 3.0 * windows.std(axis=1, keepdims=True)
+    weights = combination_weights(windows, np.stack([bad, last]), continuations, HORIZON)
+    assert weights.shape == (2, len(windows))
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+    assert (weights[0, :HORIZON] == 1).all(), "no earlier window has been seen: the model's forecast"
+    assert (weights[0, HORIZON:] < 0.5).all() and np.median(weights[0, HORIZON:]) < 0.2
     exact = np.vstack([continuations, last[len(continuations) :]])  # the last H rows have no continuation yet
-    assert (model_weights(windows, exact, continuations, HORIZON) == 1).all()
+    weights = combination_weights(windows, np.stack([exact, last, bad]), continuations, HORIZON)
+    np.testing.assert_allclose(weights[0], 1.0)
+    assert np.isfinite(weights).all()
 
 
-def test_the_weights_follow_stock_and_watson_and_are_causal() -> None:
-    _, windows, continuations = _random_walk(seed=1)
+def test_the_weights_are_stock_and_watsons_discounted_inverse_mse_and_causal() -> None:
+    windows, continuations = _random_walk(seed=1)
     last = windows[:, -1:].repeat(HORIZON, axis=1)
-    model = last + np.random.default_rng(2).normal(size=last.shape)
-    weight = model_weights(windows, model, continuations, HORIZON)
+    rng = np.random.default_rng(2)
+    forecasts = np.stack([last + rng.normal(size=last.shape), last, last + 0.3 * rng.normal(size=last.shape)])
+    weights = combination_weights(windows, forecasts, continuations, HORIZON)
     row = 150  # by hand: discounted MSEs over the windows whose continuation row 150's lookback holds
-    scale = windows.std(axis=1)
-    seen = len(continuations)
-    errors = [((f[:seen] - continuations) / scale[:seen, None]) ** 2 for f in (model, last)]
+    seen, scale = len(continuations), windows.std(axis=1)
     known = np.arange(row - HORIZON, row - HORIZON - HISTORY, -1)
     known = known[known >= 0]
-    model_error, naive_error = (np.sum(DISCOUNT ** np.arange(len(known)) * e[known].mean(axis=1)) for e in errors)
-    np.testing.assert_allclose(weight[row], 1 / (1 + (model_error / naive_error) ** POWER), rtol=1e-10)
-    changed = model.copy()
-    changed[row:] += 100.0  # later forecasts (and continuations) cannot move an earlier row's weight
-    moved = model_weights(windows, changed, continuations, HORIZON)
-    np.testing.assert_array_equal(moved[: row + HORIZON], weight[: row + HORIZON])
-    assert (moved[row + HORIZON :] < weight[row + HORIZON :]).all()
+    errors = [(((f[:seen] - continuations) / scale[:seen, None]) ** 2).mean(axis=1)[known] for f in forecasts]
+    inverse = np.array([1 / np.sum(DISCOUNT ** np.arange(len(known)) * e) for e in errors])
+    np.testing.assert_allclose(weights[:, row], inverse / inverse.sum(), rtol=1e-10)
+    changed = forecasts.copy()
+    changed[0, row:] += 100.0  # later forecasts cannot move an earlier row's weights
+    moved = combination_weights(windows, changed, continuations, HORIZON)
+    np.testing.assert_array_equal(moved[:, : row + HORIZON], weights[:, : row + HORIZON])
+    assert (moved[0, row + HORIZON :] < weights[0, row + HORIZON :]).all()
+
+
+def test_the_classical_forecasts_are_naive_and_affine_equivariant_ar() -> None:
+    windows, _ = _random_walk()
+    t = np.arange(LOOKBACK + HORIZON)
+    tone = np.sin(2 * np.pi * t / 7.3)[None]  # AR(2) continues a pure tone exactly
+    naive, ar = classical_forecasts(np.vstack([windows[:3], tone[:, :LOOKBACK]]), HORIZON)
+    np.testing.assert_array_equal(naive[:3], windows[:3, -1:].repeat(HORIZON, axis=1))
+    np.testing.assert_allclose(ar[3], tone[0, LOOKBACK:], atol=1e-5)
+    _, moved = classical_forecasts(4.0 * windows[:3] - 7.0, HORIZON)
+    np.testing.assert_allclose(moved, 4.0 * ar[:3] - 7.0, rtol=1e-5, atol=1e-4)
+
+
+def test_a_lookback_too_short_for_any_ar_order_combines_with_naive_alone() -> None:
+    windows = series_windows(np.sin(np.arange(60) / 3.0), 12)  # 12 - 3 x 5 leaves no sample to fit AR on
+    forecasts = classical_forecasts(windows, HORIZON)
+    assert forecasts.shape == (1, len(windows), HORIZON)
+    np.testing.assert_array_equal(forecasts[0], windows[:, -1:].repeat(HORIZON, axis=1))
