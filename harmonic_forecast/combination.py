@@ -26,6 +26,7 @@ from harmonic_forecast.scaling import scale_windows, unscale
 
 DISCOUNT = 0.95  # one of Stock & Watson's discount factors
 HISTORY = 100  # windows in the discounted sum (0.95 ** 100 < 0.6%): bounds the history a forecast needs
+MAX_EXCURSION = 3.0  # AR is clipped to the lookback mean +- this many max deviations, as the default model is
 ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight, never a division by zero
 
 
@@ -34,7 +35,9 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
 
     AR is fitted to each window scaled by its lookback and mapped back, so it is affine equivariant like the
     model; its orders are those of :data:`~harmonic_forecast.baselines.BACKTEST_AR_ORDERS` that its backtest
-    can fit in ``L``. A lookback too short for any order gives naive alone, ``[1, N, H]``.
+    can fit in ``L``. Its forecast is clipped to the lookback mean ± :data:`MAX_EXCURSION` × the lookback's
+    largest deviation from it (naive where not finite), so a combination of it with naive and the default
+    model stays in that range. A lookback too short for any order gives naive alone, ``[1, N, H]``.
     """
     naive = np.repeat(windows[:, -1:], horizon, axis=1).astype(np.float64)
     shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
@@ -43,8 +46,11 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
         return naive[None]
     lookback = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
     (scaled,) = scale_windows(lookback)
-    ar = unscale(backtest_autoregressive(scaled, horizon, orders).double(), lookback)
-    return np.stack([naive, ar.numpy()])
+    ar = unscale(backtest_autoregressive(scaled, horizon, orders).double(), lookback).numpy()
+    center = windows.mean(axis=1, keepdims=True)
+    bound = MAX_EXCURSION * np.abs(windows - center).max(axis=1, keepdims=True)
+    ar = np.where(np.isfinite(ar), np.clip(ar, center - bound, center + bound), naive)
+    return np.stack([naive, ar])
 
 
 def combination_weights(

@@ -67,3 +67,13 @@ def test_a_lookback_too_short_for_any_ar_order_combines_with_naive_alone() -> No
     forecasts = classical_forecasts(windows, HORIZON)
     assert forecasts.shape == (1, len(windows), HORIZON)
     np.testing.assert_array_equal(forecasts[0], windows[:, -1:].repeat(HORIZON, axis=1))
+
+
+def test_an_exploding_ar_fit_is_clipped_to_three_lookback_deviations() -> None:
+    t = np.arange(LOOKBACK)
+    growing = (1.3**t)[None] + 0.01 * np.random.default_rng(4).normal(size=(1, LOOKBACK))  # AR extrapolates it
+    _, ar = classical_forecasts(growing, HORIZON)
+    center = growing.mean()
+    bound = 3.0 * np.abs(growing - center).max()
+    assert np.isfinite(ar).all() and np.abs(ar - center).max() <= bound * (1 + 1e-12)
+    assert np.isclose(ar.max(), center + bound), "the fit left the range and was clipped"
