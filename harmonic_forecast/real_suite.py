@@ -3,8 +3,9 @@
 Every window of ``lookback + horizon`` samples at a fixed ``stride`` (starts ``0, stride, ...``) of every
 series is forecast. The model goes through the user path, ``HarmonicForecaster.forecast(series, rolling=True)``
 in the series' raw units, one row per window (at a stride above 1, ``forecast`` of the series up to the
-window's end), so it is combined with naive by their errors on the series' earlier windows
-(:mod:`harmonic_forecast.combination`), as a user's forecast of a series is.
+window's end), so it is combined with naive and per-window AR by their errors on the series' earlier
+windows (:mod:`harmonic_forecast.combination`), as a user's forecast of a series is; ``model_alone`` is
+the model's forecast of each window alone (``combine=False``).
 The baselines see the same lookbacks scaled as the model scales them (:mod:`harmonic_forecast.scaling`:
 centred on their mean, divided by their standard deviation) and their forecasts are mapped back:
 naive, seasonal naive with the series' seasonal period, per-window AR with its order chosen by a backtest
@@ -112,13 +113,17 @@ def real_forecasts(
     """Forecaster name -> scaled forecasts ``[N, H]`` float64 of ``windows`` of ``series``.
 
     The model through the user path: ``forecast(series, rolling=True)`` at stride 1, ``forecast`` of the series
-    up to each window's end at a larger stride (the same rows, row for row, combination with naive included).
+    up to each window's end at a larger stride (the same rows, row for row, combined with naive and AR); and
+    ``model_alone``, the model's forecast of each window alone (``combine=False``).
     """
-    horizon = forecaster.horizon
-    if len(windows.starts) > 1 and windows.starts[1] == 1:  # stride 1: every window, one rolling call
-        raw = forecaster.forecast(series.values[:-horizon], rolling=True)
-    else:  # the same rows, one window each, without forecasting the windows in between
-        raw = np.stack([forecaster.forecast(series.values[: start + forecaster.lookback]) for start in windows.starts])
+    horizon, length = forecaster.horizon, forecaster.lookback
+    raw = {}
+    for label, combine in (("model", True), ("model_alone", False)):
+        if len(windows.starts) > 1 and windows.starts[1] == 1:  # stride 1: every window, one rolling call
+            raw[label] = forecaster.forecast(series.values[:-horizon], rolling=True, combine=combine)
+        else:  # the same rows, without forecasting the windows in between
+            seen = [series.values[(0 if combine else start) : start + length] for start in windows.starts]
+            raw[label] = np.stack([forecaster.forecast(values, combine=combine) for values in seen])
     lookback = torch.from_numpy(windows.lookback)
     baselines = {
         "naive": functools.partial(naive, horizon=horizon),
@@ -126,7 +131,7 @@ def real_forecasts(
         "ar_backtest": functools.partial(backtest_autoregressive, horizon=horizon),
         "linear_map": linear_map,
     }
-    forecasts = {"model": (raw - windows.center) / windows.scale}
+    forecasts = {label: (values - windows.center) / windows.scale for label, values in raw.items()}
     for name, method in baselines.items():
         forecasts[name] = method(lookback).double().numpy()
     return forecasts

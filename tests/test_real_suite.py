@@ -16,7 +16,7 @@ from harmonic_forecast.real_suite import RealSuiteSettings, fit_linear_map, mase
 
 pytest.importorskip("statsmodels")
 
-FORECASTERS = {"model", "naive", "seasonal_naive", "ar_backtest", "linear_map"}
+FORECASTERS = {"model", "model_alone", "naive", "seasonal_naive", "ar_backtest", "linear_map"}
 STRIDE = 40  # a few windows per series: the full suite (stride 1) is `harmonic-forecast evaluate --suite real`
 
 
@@ -78,7 +78,14 @@ def test_model_is_scored_through_the_user_path() -> None:
         raw = forecasts["model"][row] * windows.scale[row] + windows.center[row]
         # float32 inside the model: batches of different sizes round differently in the last bits
         np.testing.assert_allclose(raw, expected, rtol=0, atol=1e-5 * windows.scale[row, 0])
+        alone = forecaster.forecast(series.values[start : start + forecaster.lookback], combine=False)
+        raw = forecasts["model_alone"][row] * windows.scale[row] + windows.center[row]
+        np.testing.assert_allclose(raw, alone, rtol=0, atol=1e-5 * windows.scale[row, 0])
         np.testing.assert_allclose(forecasts["naive"][row], windows.lookback[row, -1], atol=1e-6)
+    strided = real_windows(series, forecaster.lookback, forecaster.horizon, stride=57)  # one call per window
+    rows = real_forecasts(forecaster, series, strided, linear_map)
+    for label in ("model", "model_alone"):
+        np.testing.assert_allclose(rows[label], forecasts[label][::57], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arguments", [["--suite", "real", "--stride", "0"], ["--suite", "drift"]])
