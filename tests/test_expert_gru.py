@@ -9,6 +9,8 @@ periods, a level, a spike, a random walk.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import time
 
 import pytest
 import torch
@@ -220,5 +222,36 @@ def test_row_chunks_keep_the_callers_grad_mode_and_raise_a_chunks_error() -> Non
 
         with pytest.raises(ValueError, match="second chunk"):
             row_threads.map_row_chunks(fails_on_the_second_chunk, rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _slow_identity(x: torch.Tensor) -> tuple[torch.Tensor]:
+    time.sleep(0.2)  # every chunk is still running when the next is submitted: one thread each
+    return (x,)
+
+
+def _chunk_sum_in_child(queue: multiprocessing.Queue[float]) -> None:
+    torch.set_num_threads(2)
+    (total,) = row_threads.map_row_chunks(lambda x: (x.sum(dim=1),), torch.ones(256, 3))
+    queue.put(float(total.sum()))
+
+
+def test_row_chunks_work_in_a_forked_child_after_the_parent_used_them() -> None:
+    """A forked child (a DataLoader worker) has none of the parent's pool threads: it must make its own."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        row_threads.map_row_chunks(_slow_identity, torch.ones(256, 3))  # the parent's pool has two threads now
+        time.sleep(0.5)  # both idle, as between two batches
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_chunk_sum_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+        assert child.exitcode == 0, "the child hung or failed"
+        assert queue.get(timeout=5) == 768.0
     finally:
         torch.set_num_threads(threads)

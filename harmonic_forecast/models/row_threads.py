@@ -12,6 +12,7 @@ blocking may change with the row count); the split is a function of the row coun
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,13 +20,16 @@ import torch
 from torch import Tensor
 
 MIN_CHUNK_ROWS = 64  # below this many rows per chunk a thread costs more than it saves
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="harmonic-rows")
-    return _pools[workers]
+    """This process's pool of ``workers`` threads (a forked child, e.g. a DataLoader worker, makes its own:
+    the parent's threads do not exist there)."""
+    key = (os.getpid(), workers)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="harmonic-rows")
+    return _pools[key]
 
 
 def map_row_chunks(function: Callable[[Tensor], tuple[Tensor, ...]], rows: Tensor) -> tuple[Tensor, ...]:
