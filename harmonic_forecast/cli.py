@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--per-window",
         action="store_true",
-        help="the model's forecast of each window alone, not combined with the last value by their past errors",
+        help="the model's forecast of each window alone, not combined with naive and AR by their past errors",
     )
     predict.set_defaults(run=_predict)
 

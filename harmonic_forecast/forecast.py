@@ -126,8 +126,10 @@ class HarmonicForecaster:
         """
         values = check_series(series, self.lookback)
         windows = series_windows(values, self.lookback)
-        first = 0 if rolling or not combine else max(0, len(windows) - self.horizon - HISTORY)
-        windows = windows[first:] if combine else windows if rolling else windows[-1:]
+        first = 0  # the first window forecast: all of them when rolling
+        if not rolling:  # the last window, and with combine the earlier ones whose errors it weighs
+            first = max(0, len(windows) - self.horizon - HISTORY) if combine else len(windows) - 1
+        windows = windows[first:]
         forecast = self.predict(np.ascontiguousarray(windows)).astype(np.float64)
         if combine:
             observed = values[first + self.lookback :]
