@@ -47,7 +47,7 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
     orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
     if not orders:
         return naive[None]
-    lookback = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    lookback = torch.tensor(windows, dtype=torch.float64)  # a copy: sliding-window views are read-only
     (scaled,) = scale_windows(lookback)
     ar = unscale(backtest_autoregressive(scaled, horizon, orders).double(), lookback).numpy()
     center = windows.mean(axis=1, keepdims=True)
@@ -72,9 +72,11 @@ def combination_weights(
     weights[0] = 1.0
     if known == 0:
         return weights
-    lookback = torch.from_numpy(np.ascontiguousarray(windows[:known], dtype=np.float64))
-    target = torch.from_numpy(np.ascontiguousarray(continuations[:known], dtype=np.float64))
-    scaled = scale_windows(lookback, target, *torch.from_numpy(np.ascontiguousarray(forecasts[:, :known])))
+    lookback, target, forecasts = (
+        torch.tensor(values, dtype=torch.float64)
+        for values in (windows[:known], continuations[:known], forecasts[:, :known])
+    )  # copies: sliding-window views are read-only
+    scaled = scale_windows(lookback, target, *forecasts)
     errors = torch.stack([(forecast - scaled[1]).square().mean(dim=1) for forecast in scaled[2:]])  # [F, known]
     decay = DISCOUNT ** torch.arange(HISTORY, dtype=torch.float64)
     # m[:, j] = sum_k decay[k] * errors[:, j - k] (j - k >= 0): a causal convolution over the known windows

@@ -54,7 +54,8 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
         raise ConfigError(f"{name}: {len(values)} samples, the model needs at least {minimum}")
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
-        raise ConfigError(f"{name}: non-finite value {values[bad[0]]} at index {bad[0]}")
+        hint = " (missing or not a number)" if np.isnan(values[bad[0]]) else ""
+        raise ConfigError(f"{name}: non-finite value {values[bad[0]]} at index {bad[0]}{hint}")
     return values
 
 
