@@ -204,5 +204,7 @@ def _run(
     if main:
         checkpointer.export(output_dir / "model", weights)
         metrics.plot()
-        say(f"saved {output_dir / 'model'}, {last_saved} and {output_dir / 'metrics.jsonl'}")
+        written = [output_dir / "model", last_saved, output_dir / "metrics.jsonl", output_dir / "training_curves.png"]
+        written = [str(path) for path in written if path.exists()]  # the plot is skipped with a warning if it fails
+        say(f"saved {', '.join(written[:-1])} and {written[-1]}")
     return TrainResult(False, state.step, final, last_saved)
