@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harmonic_forecast.baselines import BACKTEST_AR_ORDERS, BACKTEST_FOLDS, backtest_autoregressive
-from harmonic_forecast.scaling import scale_windows, unscale
+from harmonic_forecast.scaling import clip_to_lookback, scale_windows, unscale
 
 DISCOUNT = 0.95  # one of Stock & Watson's discount factors
 POWER = 1.0  # weights are the discounted MSEs to the power -POWER (Stock & Watson's: 1)
@@ -49,10 +49,8 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
         return naive[None]
     lookback = torch.tensor(windows, dtype=torch.float64)  # a copy: sliding-window views are read-only
     (scaled,) = scale_windows(lookback)
-    ar = unscale(backtest_autoregressive(scaled, horizon, orders).double(), lookback).numpy()
-    center = windows.mean(axis=1, keepdims=True)
-    bound = MAX_EXCURSION * np.abs(windows - center).max(axis=1, keepdims=True)
-    ar = np.where(np.isfinite(ar), np.clip(ar, center - bound, center + bound), naive)
+    ar = clip_to_lookback(unscale(backtest_autoregressive(scaled, horizon, orders), lookback), lookback, MAX_EXCURSION)
+    ar = np.where(np.isfinite(ar.numpy()), ar.numpy(), naive)
     return np.stack([naive, ar])
 
 

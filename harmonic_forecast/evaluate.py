@@ -26,6 +26,7 @@ from harmonic_forecast.baseline_fits import fit_baselines
 from harmonic_forecast.baselines import naive
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
+from harmonic_forecast.scaling import lookback_spread
 from harmonic_forecast.stream import HarmonicStream
 from harmonic_forecast.suites import SUITES, synthetic_sets
 
@@ -71,8 +72,7 @@ def robustness(
     )
     window_mse = (forecast - target).square().mean(dim=1)
     naive_mse = (naive_forecast - target).square().mean(dim=1)
-    center = lookback.mean(dim=1, keepdim=True)
-    spread = (lookback - center).abs().amax(dim=1, keepdim=True)
+    center, spread = lookback_spread(lookback)
     excursion = ((forecast - center).abs() / torch.where(spread > 0, spread, 1.0))[forecast.isfinite()]
     return {
         "worse_than_naive": float((~(window_mse <= naive_mse)).double().mean()) if len(forecast) else 0.0,

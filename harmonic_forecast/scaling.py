@@ -29,6 +29,20 @@ def lookback_statistics(lookback: Tensor) -> tuple[Tensor, Tensor]:
     return center, scale
 
 
+def lookback_spread(lookback: Tensor) -> tuple[Tensor, Tensor]:
+    """``(center, spread)`` of windows ``[B, L]``, each ``[B, 1]`` in the lookback's dtype: its mean and its largest
+    absolute deviation from that mean (0 for a constant window), the units of the safety range."""
+    center = lookback.mean(dim=-1, keepdim=True)
+    return center, (lookback - center).abs().amax(dim=-1, keepdim=True)
+
+
+def clip_to_lookback(forecast: Tensor, lookback: Tensor, excursion: float) -> Tensor:
+    """``forecast`` ``[B, H]`` clipped to ``center ± excursion · spread`` of ``lookback`` ``[B, L]``
+    (:func:`lookback_spread`); NaN stays NaN. The safety range of the default model and of the combination."""
+    center, spread = lookback_spread(lookback.to(forecast.dtype))
+    return torch.minimum(torch.maximum(forecast, center - excursion * spread), center + excursion * spread)
+
+
 def scale_windows(lookback: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     """``lookback`` ``[B, L]`` and each of ``others`` ``[B, *]`` (e.g. the target) scaled by the lookback's statistics.
 

@@ -9,7 +9,7 @@ import torch
 from harmonic_forecast import HarmonicStream, SignalSpec, load_forecaster
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.models import MODEL_KINDS, ModelConfig, SeedGRUConfig, build_model
-from harmonic_forecast.scaling import lookback_statistics, scale_windows, unscale
+from harmonic_forecast.scaling import clip_to_lookback, lookback_spread, lookback_statistics, scale_windows, unscale
 
 SHIFTS = [(1.0, 0.0), (3.7, -12.5), (0.01, 250.0), (1e4, 1e3)]
 
@@ -83,3 +83,13 @@ def test_legacy_model_is_scaled_around(tmp_path, windows) -> None:
     model = build_model(SeedGRUConfig(hidden=16, encoder_width=16, input_scaling="none"))
     forecaster = HarmonicForecaster(model.eval())
     _assert_equivariant(forecaster.predict, windows, 3.0, 1.0)
+
+
+def test_clip_to_lookback_bounds_by_the_largest_deviation_and_keeps_nan() -> None:
+    lookback = torch.tensor([[0.0, 2.0, 4.0], [5.0, 5.0, 5.0]], dtype=torch.float64)  # centers 2 and 5, spreads 2 and 0
+    center, spread = lookback_spread(lookback)
+    assert center.flatten().tolist() == [2.0, 5.0] and spread.flatten().tolist() == [2.0, 0.0]
+    forecast = torch.tensor([[100.0, -100.0, 3.0, float("nan")], [6.0, 4.0, 5.0, 5.0]], dtype=torch.float64)
+    clipped = clip_to_lookback(forecast, lookback, 3.0)
+    assert clipped[0, :3].tolist() == [8.0, -4.0, 3.0] and clipped[0, 3].isnan()
+    assert clipped[1].tolist() == [5.0] * 4  # a constant lookback pins the forecast to its level
