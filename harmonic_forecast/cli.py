@@ -148,7 +148,12 @@ def _finetune(args: argparse.Namespace) -> int:
     table.add_column("forecaster")
     table.add_column("MSE", justify="right")
     table.add_row("model before", f"{report['validation_mse_before']:.4g}")
-    table.add_row(f"model after (epoch {report['best_epoch']})", f"{report['validation_mse_after']:.4g}")
+    after = (
+        f"model after (epoch {report['best_epoch']})"
+        if report["best_epoch"]
+        else f"model after (no epoch of {report['epochs_run']} improved: weights kept)"
+    )
+    table.add_row(after, f"{report['validation_mse_after']:.4g}")
     for name, value in report["baselines"].items():
         table.add_row(name, f"{value:.4g}")
     console = make_console()

@@ -164,6 +164,35 @@ def test_finetune_round_trip(tmp_path: Path, model_dir: Path) -> None:
     assert tuned.forecast(series).shape == (10,)
 
 
+def test_finetune_says_when_no_epoch_improved(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = _series(1500, seed=3)
+    np.save(tmp_path / "data.npy", series)
+    status = main(
+        [
+            "finetune",
+            "--checkpoint",
+            str(model_dir),
+            "--input",
+            str(tmp_path / "data.npy"),
+            "--output-dir",
+            str(tmp_path / "tuned"),
+            "--epochs",
+            "2",
+            "--patience",
+            "1",
+            "--lr",
+            "1e3",
+        ]
+    )  # fmt: skip  (a step this large cannot improve the model)
+    assert status == 0
+    report = json.loads((tmp_path / "tuned" / "finetune_report.json").read_text())
+    assert report["best_epoch"] == 0 and report["validation_mse_after"] == report["validation_mse_before"]
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no epoch of 1 improved: weights kept" in out and "(epoch 0)" not in out
+
+
 def test_finetune_needs_enough_data(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.save(tmp_path / "short.npy", _series(125))
     status = main(["finetune", "--checkpoint", str(model_dir), "--input", str(tmp_path / "short.npy"),
