@@ -21,6 +21,7 @@ from harmonic_forecast.baselines import (
     Forecaster,
     LinearMap,
     PeriodDictionary,
+    ScaledLinearMap,
     autoregressive,
     choose_ar_order,
     dft_extrapolation,
@@ -49,7 +50,8 @@ def fit_baselines(
     """Ready forecasters ``[N, spec.lookback] -> [N, spec.horizon]`` for ``spec``, by name.
 
     The AR order and the dictionary ridge are chosen on ``validation_size`` validation signals and the
-    linear map is fitted on ``fit_batches`` train batches of ``batch_size``, all from ``HarmonicStream(spec, seed)``.
+    linear maps (in the stream's units, and on lookback-scaled windows: :class:`ScaledLinearMap`) are fitted
+    on ``fit_batches`` train batches of ``batch_size``, all from ``HarmonicStream(spec, seed)``.
     """
     fit_batches = require_int("fit_batches", fit_batches, minimum=1)
     if spec.lookback < 4:
@@ -66,5 +68,6 @@ def fit_baselines(
         "dft": functools.partial(dft_extrapolation, horizon=horizon),
         "ar": functools.partial(autoregressive, horizon=horizon, order=choose_ar_order(lookback, target, orders)),
         "linear_map": LinearMap.fit_batches(train.batch(index) for index in range(fit_batches)),
+        "scaled_linear_map": ScaledLinearMap.fit_batches(train.batch(index) for index in range(fit_batches)),
         "period_dictionary": _validation_best(dictionaries, lookback, target),
     }

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from harmonic_forecast.errors import ConfigError, require_float, require_int, require_pair
+from harmonic_forecast.scaling import scale_windows, unscale
 from harmonic_forecast.spectral import dft_forecast
 
 Forecaster = Callable[[Tensor], Tensor]
@@ -322,6 +323,29 @@ class LinearMap(_LinearForecaster):
             factor = torch.cat([factor, factor.new_zeros(k - factor.shape[0], factor.shape[1])])
         solution = ridge_lstsq(factor[:k, :k], factor[:k, k:], ridge)
         return cls(solution[:-1], solution[-1])
+
+
+class ScaledLinearMap:
+    """:class:`LinearMap` fitted on windows scaled by their own lookback (:mod:`harmonic_forecast.scaling`) and
+    mapped back: ``forecast(a·x + b) = a·forecast(x) + b`` (``a > 0``), like the models.
+
+    The stream normalises every signal to peak 1 over lookback and horizon together, so a :class:`LinearMap`
+    fitted on its windows in their own units also learns that scale: something a user's series, in any
+    units, does not carry. This is the linear map an affine-equivariant forecaster can be compared with.
+    ``lookback`` ``[N, L]`` -> ``[N, H]`` float32; a constant lookback forecasts its constant.
+    """
+
+    def __init__(self, scaled: LinearMap) -> None:
+        self.scaled = scaled
+
+    @classmethod
+    def fit_batches(cls, batches: Iterable[Sequence[Tensor]], ridge: float = LINEAR_MAP_RIDGE) -> ScaledLinearMap:
+        """Fit on batches ``(lookback, target, ...)`` as :meth:`LinearMap.fit_batches` does (same errors)."""
+        return cls(LinearMap.fit_batches((scale_windows(lookback, target) for lookback, target, *_ in batches), ridge))
+
+    def __call__(self, lookback: Tensor) -> Tensor:
+        scaled = scale_windows(lookback)[0]
+        return unscale(self.scaled(scaled), lookback).float()
 
 
 class PeriodDictionary(_LinearForecaster):

@@ -14,6 +14,7 @@ from harmonic_forecast.baseline_fits import fit_baselines
 from harmonic_forecast.baselines import (
     LinearMap,
     PeriodDictionary,
+    ScaledLinearMap,
     autoregressive,
     backtest_ar_orders,
     backtest_autoregressive,
@@ -171,7 +172,15 @@ def test_linear_map_recovers_a_linear_map_across_batches() -> None:
 
 
 def test_shapes_dtypes_and_batching(small_baselines: dict) -> None:
-    assert set(small_baselines) == {"naive", "seasonal_naive", "dft", "ar", "linear_map", "period_dictionary"}
+    assert set(small_baselines) == {
+        "naive",
+        "seasonal_naive",
+        "dft",
+        "ar",
+        "linear_map",
+        "scaled_linear_map",
+        "period_dictionary",
+    }
     lookback, _ = HarmonicStream(SignalSpec(components=(3, 10)), batch_size=16, seed=2, split="test").batch(0)
     for name, forecaster in small_baselines.items():
         batched = forecaster(lookback)
@@ -230,6 +239,27 @@ def test_clean_stream_mse_table(linear_map: LinearMap) -> None:
     assert errors["linear_map"] < 1e-4 and errors["period_dictionary"] < 1e-4
     assert errors[f"ar({order})"] < 1e-3
     assert min(errors["naive"], errors["seasonal_naive"], errors["dft"]) > 1e-2
+
+
+def test_the_scaled_linear_map_is_affine_equivariant_where_the_stream_units_map_is_not(linear_map: LinearMap) -> None:
+    """The stream normalises each signal over lookback and horizon; a map fitted in those units learns that
+    scale and breaks in a user's units. The map fitted on lookback-scaled windows does not."""
+    spec = SignalSpec(components=(3, 45), noise=0.1)
+    train = HarmonicStream(spec, batch_size=4096, seed=0, split="train")
+    native = LinearMap.fit_batches(train.batch(index) for index in range(2))
+    scaled = ScaledLinearMap.fit_batches(train.batch(index) for index in range(2))
+    lookback, target = HarmonicStream(spec, batch_size=1024, seed=0, split="test").batch(0)
+    moved = 3.0 * lookback.double() - 5.0
+    torch.testing.assert_close(scaled(moved).double(), 3.0 * scaled(lookback).double() - 5.0, atol=1e-4, rtol=0)
+    in_units = mse(native(lookback), target)
+    moved_error = mse(native(moved), 3.0 * target.double() - 5.0) / 9.0  # back in the stream's units
+    assert moved_error > 10 * in_units
+    assert mse(scaled(lookback), target) < mse(naive(lookback, HORIZON), target)
+    clean, clean_target = HarmonicStream(SignalSpec(), batch_size=1024, seed=0, split="test").batch(0)
+    clean_map = ScaledLinearMap.fit_batches(
+        HarmonicStream(SignalSpec(), 4096, 0, split="train").batch(i) for i in range(4)
+    )
+    assert mse(clean_map(clean), clean_target) < 1e-4
 
 
 def test_linear_map_does_not_depend_on_rounding_order() -> None:

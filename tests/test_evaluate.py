@@ -14,7 +14,7 @@ from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.evaluate import EvaluationSettings, evaluate, evaluation_sets, robustness, score
 from harmonic_forecast.suites import SHIFT_FAMILIES, shift_sets
 
-BASELINES = {"naive", "seasonal_naive", "dft", "ar", "linear_map", "period_dictionary"}
+BASELINES = {"naive", "seasonal_naive", "dft", "ar", "linear_map", "scaled_linear_map", "period_dictionary"}
 
 
 def test_evaluation_sets_cover_the_bands_clean_and_noisy() -> None:
