@@ -3,8 +3,9 @@
 ``synthetic``: bands (3,10), (3,20), (3,45), (40,46) of the seed's integer-period grid, each clean and at
 σ = 0.1, plus (3,45) at σ = 0.03 and 0.3. ``shift``: one set per signal family of
 :class:`~harmonic_forecast.signals.SignalSpec` that the grid does not hold (continuous, short and long
-periods, pure tones, linear amplitude drift, level and trend, a random walk), each clean and at σ = 0.1,
-and the grid's signals under heavy-tailed and coloured noise. Every set is drawn from the stream's
+periods, pure tones, linear amplitude drift, level and trend, a random walk under seasonal components and
+one that dominates a tone), each clean and at σ = 0.1, and the grid's signals under heavy-tailed and
+coloured noise. Every set is drawn from the stream's
 ``test`` split with a fixed seed, so every model is scored on the same windows.
 """
 
@@ -27,6 +28,7 @@ SHIFT_FAMILIES: dict[str, dict[str, Any]] = {
     "linear drift": {"components": (3, 45), "drift": "linear", "drift_range": (0.5, 1.5)},
     "level + trend": {"components": (3, 45), "level": (-2.0, 2.0), "trend": (-0.02, 0.02)},
     "seasonal + random walk": {"components": (1, 4), "random_walk": 0.05},
+    "random walk over a tone": {"components": (1, 2), "random_walk": 1.0},  # the walk dominates: naive is hard to beat
 }
 SHIFT_NOISES: dict[str, dict[str, Any]] = {
     "laplace noise": {"noise_kind": "laplace"},
