@@ -9,13 +9,19 @@ TORCH_CPU ?= torch==2.13.0
 DEEPSPEED ?= deepspeed==0.19.8
 PIP_INSTALL := $(PY) -m pip install --quiet $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: install test test-fast lint format train bench bench-quick clean
+.PHONY: install install-train test test-fast lint format train bench bench-quick clean
 
+# `make train` needs the package and torch only; the tests also need DeepSpeed and the dev and real extras.
+install-train: $(VENV)/.installed-train
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-train: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) "$(TORCH_CPU)"
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-train
 	$(PIP_INSTALL) --no-build-isolation "$(DEEPSPEED)" "transformers>=4.46"
 	$(PIP_INSTALL) -e ".[dev,real]"
 	touch $@
@@ -37,7 +43,7 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-train: install
+train: install-train
 	$(VENV)/bin/harmonic-forecast train --config configs/quickstart.toml
 
 bench: install
