@@ -9,6 +9,7 @@ import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.baselines import LinearMap, mse
+from harmonic_forecast.models.skips import SparseSkip
 from harmonic_forecast.models.skips.wiener import CALIBRATION_NOISE, WienerSkip
 from harmonic_forecast.trainer import stream_windows
 
@@ -29,6 +30,25 @@ def skip() -> WienerSkip:
     module = WienerSkip(BAND.lookback, BAND.horizon)
     module.fit(source, BAND)
     return module
+
+
+def test_the_calibration_size_is_a_parameter_of_both_fits() -> None:
+    """Wiener and sparse skip paths calibrate on as many validation windows per noise level as they are told."""
+    windows, seen = stream_windows(seed=0), []
+
+    def source(spec: SignalSpec, batch_size: int, split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append((batch_size, split))
+        return windows(spec, batch_size, split, index)
+
+    small = SignalSpec(components=(3, 5))
+    WienerSkip(small.lookback, small.horizon).fit(source, small, batches=1, batch_size=256, calibration_size=8)
+    assert seen == [(256, "train"), (8 * len(CALIBRATION_NOISE), "validation")]
+    seen.clear()
+    SparseSkip(small.lookback, small.horizon, (10, 100), 2).fit(source, small, calibration_size=4)
+    assert [size for size, split in seen if split == "validation"] == [
+        2048 * len(CALIBRATION_NOISE),
+        4 * len(CALIBRATION_NOISE),
+    ]
 
 
 def test_the_fit_takes_its_windows_from_the_source(skip: WienerSkip) -> None:

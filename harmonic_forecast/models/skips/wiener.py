@@ -74,9 +74,16 @@ class WienerSkip(nn.Module):
 
     @torch.no_grad()
     def fit(
-        self, source: WindowSource, spec: SignalSpec, batches: int = 8, batch_size: int = 8192, scaled: bool = False
+        self,
+        source: WindowSource,
+        spec: SignalSpec,
+        batches: int = 8,
+        batch_size: int = 8192,
+        scaled: bool = False,
+        calibration_size: int = 2048,
     ) -> None:
-        """Fit the maps on ``batches`` clean ``train`` batches of ``spec`` from ``source`` and calibrate the error.
+        """Fit the maps on ``batches`` clean ``train`` batches of ``spec`` from ``source`` and calibrate the error
+        on ``calibration_size`` validation windows per calibration noise level (:func:`calibrate_error`).
 
         The moments are accumulated in float64 on the module's device (the windows are moved there); the
         result is a pure function of what ``source`` returns, so every rank of a distributed run given the
@@ -98,7 +105,7 @@ class WienerSkip(nn.Module):
         self.eigenvectors.copy_(eigenvectors)
         self.projected_cross.copy_(eigenvectors.mT @ (cross / (batches * batch_size)))
         self.expected_errors.copy_(
-            calibrate_error(lambda x: self(x)[:2], self.error_knots, source, spec, scaled=scaled)
+            calibrate_error(lambda x: self(x)[:2], self.error_knots, source, spec, calibration_size, scaled=scaled)
         )
 
 
