@@ -50,7 +50,8 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
     lookback = torch.tensor(windows, dtype=torch.float64)  # a copy: sliding-window views are read-only
     (scaled,) = scale_windows(lookback)
     ar = clip_to_lookback(unscale(backtest_autoregressive(scaled, horizon, orders), lookback), lookback, MAX_EXCURSION)
-    ar = np.where(np.isfinite(ar.numpy()), ar.numpy(), naive)
+    ar = ar.numpy()
+    ar = np.where(np.isfinite(ar), ar, naive)
     return np.stack([naive, ar])
 
 

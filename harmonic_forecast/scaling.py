@@ -36,11 +36,17 @@ def lookback_spread(lookback: Tensor) -> tuple[Tensor, Tensor]:
     return center, (lookback - center).abs().amax(dim=-1, keepdim=True)
 
 
+def lookback_bounds(lookback: Tensor, excursion: float) -> tuple[Tensor, Tensor]:
+    """``(low, high)`` ``[B, 1]``: ``center ± excursion · spread`` of ``lookback`` ``[B, L]`` (:func:`lookback_spread`),
+    the safety range of the default model and of the combination."""
+    center, spread = lookback_spread(lookback)
+    return center - excursion * spread, center + excursion * spread
+
+
 def clip_to_lookback(forecast: Tensor, lookback: Tensor, excursion: float) -> Tensor:
-    """``forecast`` ``[B, H]`` clipped to ``center ± excursion · spread`` of ``lookback`` ``[B, L]``
-    (:func:`lookback_spread`); NaN stays NaN. The safety range of the default model and of the combination."""
-    center, spread = lookback_spread(lookback.to(forecast.dtype))
-    return torch.minimum(torch.maximum(forecast, center - excursion * spread), center + excursion * spread)
+    """``forecast`` ``[B, H]`` clipped to :func:`lookback_bounds` of ``lookback`` ``[B, L]``; NaN stays NaN."""
+    low, high = lookback_bounds(lookback.to(forecast.dtype), excursion)
+    return torch.minimum(torch.maximum(forecast, low), high)
 
 
 def scale_windows(lookback: Tensor, *others: Tensor) -> tuple[Tensor, ...]:

@@ -43,7 +43,7 @@ from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig,
 from harmonic_forecast.models.row_threads import map_row_chunks
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit, WienerSkip
 from harmonic_forecast.models.windows import WindowSource
-from harmonic_forecast.scaling import clip_to_lookback
+from harmonic_forecast.scaling import lookback_bounds
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.spectral import rfft_features
 from harmonic_forecast.tables import Int, Positive
@@ -183,6 +183,7 @@ class ExpertGRUForecaster(Forecaster):
         bounded = forecasts.float().clamp(-10.0, 10.0)  # features only; the combination uses the float64 ones
         features = [x.float(), amplitude, phase, variance.log().float()[:, None] / 10, bounded.flatten(1)]
         hidden = self.encoder(torch.cat([*features, log_error.float() / 10], dim=-1))
+        low, high = lookback_bounds(x, self.config.max_excursion)  # once: the clip of every step
         lost = errors > errors[:, :1] if self.config.trust_earned else None  # [B, E]: worse than naive in-window
         value, outputs = x[:, -1:].float(), []
         for step in range(self.config.horizon):
@@ -193,7 +194,7 @@ class ExpertGRUForecaster(Forecaster):
                 logits = torch.where(lost, torch.minimum(logits, -log_error), logits)
             weights = torch.softmax(logits, dim=-1)
             forecast = (weights * forecasts[:, :, step]).sum(dim=-1, keepdim=True) + residual * unit
-            forecast = clip_to_lookback(forecast, x, self.config.max_excursion)
+            forecast = torch.minimum(torch.maximum(forecast, low), high)
             outputs.append(forecast)
             value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
         return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1)), unit
