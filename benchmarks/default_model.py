@@ -4,6 +4,8 @@
   on the same ``--windows`` windows of (3,45) at σ = 0.1 in raw units, against
   :func:`harmonic_forecast.baselines.backtest_autoregressive` (per-window AR, its order backtested inside
   the window: the classical method the model must beat on real series), each repeated until ``--seconds``.
+- predict on noiseless (3,45) windows, where the sparse expert takes more EM updates outside training
+  (``clean_fold_iterations``, ``clean_refine_iterations``), against the same model with them off.
 - training: the trainer's own step (``benchmarks/train_step.py``'s :func:`train_rate`: fused AdamW,
   clipping, on the stream) at one batch size on a fresh default model with the shipped model's config
   and on the seed's final model (``SEED_MODEL``), same batch, same band (3,45).
@@ -65,6 +67,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kind: _rate(lambda: forecaster.predict(raw), windows, args.seconds),
         "ar_backtest": _rate(lambda: backtest_autoregressive(torch.from_numpy(raw), HORIZON), windows, args.seconds),
     }
+    # noiseless windows take the sparse expert's extra EM updates (clean_*_iterations): their cost, same run
+    clean = HarmonicStream(spec.replace(noise=0.0), windows, seed=1234, device="cpu", split="test").batch(0)[0]
+    clean_raw = (clean * 3.0 + 20.0).numpy()
+    model, noiseless = forecaster.model, {}
+    for label, config in (
+        ("regular", model.config.model_copy(update={"clean_noise_variance": 0.0})),
+        (kind, model.config),
+    ):
+        model.config = config
+        noiseless[label] = _rate(lambda: forecaster.predict(clean_raw), windows, args.seconds)
     stream = HarmonicStream(spec.replace(noise=0.0), batch_size=batch, seed=0, device="cpu")
     train = {
         name: train_rate(iter(stream), torch.device("cpu"), batch, args.seconds, model_config=config)[0]
@@ -82,6 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_ratio = train[kind] / train["seed_gru"]
     rows = (
         (f"predict windows/s ({windows})", predict[kind], "per-window AR", predict["ar_backtest"], predict_ratio),
+        (
+            f"predict windows/s, noiseless ({windows})",
+            noiseless[kind],
+            "clean iterations off",
+            noiseless["regular"],
+            noiseless[kind] / noiseless["regular"],
+        ),
         (f"training samples/s (batch {batch})", train[kind], "seed_gru", train["seed_gru"], train_ratio),
     )
     for measure, rate, baseline, baseline_rate, ratio in rows:
@@ -100,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": threads,
         "model": kind,
         "predict_windows_per_s": predict,
+        "predict_noiseless_windows_per_s": noiseless,
         "train_samples_per_s": train,
         "train_batch": batch,
         "predict_vs_ar": predict_ratio,

@@ -19,7 +19,9 @@ from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import load_forecaster
 from harmonic_forecast.models import ExpertGRUConfig, Forecaster, build_model, model_config, row_threads
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit
+from harmonic_forecast.scaling import scale_windows
 from harmonic_forecast.signals import SignalSpec
+from harmonic_forecast.stream import HarmonicStream
 from harmonic_forecast.trainer import stream_windows
 
 LOOKBACK, HORIZON = 100, 10
@@ -149,15 +151,62 @@ def test_the_sparse_backtest_averages_its_folds_each_warm_started_from_the_one_b
     lookback, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [9.3]])
     lookback = lookback + 0.01 * torch.randn(lookback.shape, generator=torch.Generator().manual_seed(1))
     forecasts, errors, variance = model.experts(lookback)
+    assert (variance > model.config.clean_noise_variance).all(), "noisy windows: the regular iteration counts"
+    refined, error = sparse_by_hand(lookback, variance, (4, 2, 2), 3)
+    torch.testing.assert_close(errors[:, 2], error, rtol=1e-12, atol=0)
+    torch.testing.assert_close(forecasts[:, 2], refined, rtol=1e-12, atol=0)
+
+
+def sparse_by_hand(
+    lookback: torch.Tensor, variance: torch.Tensor, fold_iterations: tuple[int, ...], refine_iterations: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sparse expert's forecast and backtest MSE, fold by fold (oldest first, each warm-starting the next)."""
     gamma, fold_errors = None, []
-    for fold, iterations in ((3, 4), (2, 2), (1, 2)):
+    for fold, iterations in zip(range(len(fold_iterations), 0, -1), fold_iterations, strict=True):
         cut = LOOKBACK - fold * HORIZON
         fit = PeriodSparseFit(cut, HORIZON, (10, 100), iterations, constant=True)
         backtest, gamma = fit.posterior(lookback[:, :cut], variance, gamma)
         fold_errors.append((backtest - lookback[:, cut : cut + HORIZON]).square().mean(dim=1))
-    torch.testing.assert_close(errors[:, 2], torch.stack(fold_errors).mean(dim=0), rtol=1e-12, atol=0)
-    refined, _ = PeriodSparseFit(LOOKBACK, HORIZON, (10, 100), 3, constant=True).posterior(lookback, variance, gamma)
-    torch.testing.assert_close(forecasts[:, 2], refined, rtol=1e-12, atol=0)
+    whole = PeriodSparseFit(LOOKBACK, HORIZON, (10, 100), refine_iterations, constant=True)
+    return whole.posterior(lookback, variance, gamma)[0], torch.stack(fold_errors).mean(dim=0)
+
+
+def test_noiseless_windows_take_the_clean_iteration_counts_outside_training(fresh_expert_gru) -> None:
+    """In a batch of noiseless and noisy windows, outside training, the noiseless rows' sparse fits take
+    ``clean_fold_iterations`` / ``clean_refine_iterations`` and the noisy rows the regular counts; in training
+    every row takes the regular ones. On noiseless grid signals the extra updates make the forecast closer."""
+    config = ExpertGRUConfig(hidden=8, encoder_width=8, clean_fold_iterations=7, clean_refine_iterations=11)
+    model = build_model(config)
+    model.wiener = fresh_expert_gru.wiener  # the fitted noise estimate
+    clean, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0, 50.0, 71.0, 93.0]])
+    noisy = clean + 0.01 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (lookback,) = scale_windows(torch.cat([clean, noisy]))  # the experts see lookback-scaled windows
+    is_clean = torch.tensor([True] * len(clean) + [False] * len(noisy))
+    for training in (False, True):
+        model.train(training)
+        forecasts, errors, variance = model.experts(lookback)
+        assert ((variance < config.clean_noise_variance) == is_clean).all(), "both kinds of row are exercised"
+        # rows are fitted in the same groups as the model fits them: noiseless fits amplify GEMM rounding
+        groups = (
+            [(is_clean | True, ((5, 2, 2), 3))]
+            if training
+            else [(is_clean, ((7, 7, 7), 11)), (~is_clean, ((5, 2, 2), 3))]
+        )
+        for rows, counts in groups:
+            forecast, error = sparse_by_hand(lookback[rows], variance[rows], *counts)
+            torch.testing.assert_close(forecasts[rows, 2], forecast, rtol=1e-9, atol=1e-14)
+            torch.testing.assert_close(errors[rows, 2], error.clamp_min(1e-12), rtol=1e-9, atol=1e-14)
+
+    grid = SignalSpec(lookback=LOOKBACK, horizon=HORIZON, components=(3, 46))  # the (3,45) band
+    lookback, target = HarmonicStream(grid, 64, seed=5, split="test").batch(0)
+    (scaled, target) = (values.double() for values in scale_windows(lookback, target))
+    squared_error = {}
+    for training in (True, False):
+        fresh_expert_gru.train(training)
+        forecasts, _, _ = fresh_expert_gru.experts(scaled)
+        squared_error[training] = (forecasts[:, 2] - target).square().mean().item()
+    fresh_expert_gru.eval()
+    assert squared_error[False] < squared_error[True] / 4, squared_error  # 9x when written
 
 
 @pytest.mark.parametrize("trust_earned", [True, False])

@@ -13,6 +13,11 @@ each with its error measured inside the window (float64, no gradient):
   the first ``L - k H`` samples and is scored on the next ``H``. The oldest fold's fit starts cold
   (``sparse_iterations`` EM updates), each later one from the prior variances of the fold before
   (``fold_iterations``), and the last fold's warm-start the fit on the whole window (``refine_iterations``).
+  Outside training, a window whose Wiener noise estimate is below ``clean_noise_variance`` (in its
+  lookback-scaled units: a noiseless window) takes ``clean_fold_iterations`` updates in every fold and
+  ``clean_refine_iterations`` on the whole window instead: on noiseless windows the EM updates are still
+  converging after a few iterations, and the extra ones cost time only on such windows. Training keeps the
+  cheaper fits (the gate learns from the experts' errors, which the extra iterations only lower).
 
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
@@ -64,6 +69,9 @@ class ExpertGRUConfig(ModelConfig):
     sparse_folds: Positive = 3  # backtest folds of the sparse expert, each fit warm-started from the one before
     fold_iterations: Positive = 2  # EM updates of each later fold's fit
     refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
+    clean_noise_variance: Annotated[float, Field(ge=0)] = 1e-10  # below it a window is noiseless (scaled units)
+    clean_fold_iterations: Positive = 8  # outside training, EM updates of each backtest fold of a noiseless window
+    clean_refine_iterations: Positive = 16  # outside training, EM updates of a noiseless window's whole-window fit
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
@@ -158,13 +166,7 @@ class ExpertGRUForecaster(Forecaster):
     def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
-        gamma, sparse_error = None, x.new_zeros(len(x))
-        for fit in self.sparse_backtests:  # oldest fold first; each warm-starts the next
-            cut = fit.projection.shape[0]
-            backtest, gamma = fit.posterior(x[:, :cut], variance, gamma)
-            sparse_error += (backtest - x[:, cut : cut + horizon]).square().mean(dim=1)
-        sparse_error /= len(self.sparse_backtests)
-        sparse, _ = self.sparse.posterior(x, variance, gamma)
+        sparse, sparse_error = self._sparse_expert(x, variance)
         ar, ar_error, naive_error = self.ar(x)
         forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
         errors = torch.stack([naive_error, ar_error, sparse_error], dim=1)
@@ -172,6 +174,32 @@ class ExpertGRUForecaster(Forecaster):
         forecasts = torch.where(usable[..., None], forecasts, 0.0)
         errors = torch.where(usable, errors, ERROR_RANGE[1]).clamp(*ERROR_RANGE)
         return forecasts, errors, variance
+
+    def _sparse_expert(self, x: Tensor, variance: Tensor) -> tuple[Tensor, Tensor]:
+        """The sparse expert's forecast ``[B, H]`` and backtest MSE ``[B]``; noiseless windows take the clean
+        iteration counts outside training (see the module docstring). Each row depends only on itself."""
+        clean = None if self.training else variance < self.config.clean_noise_variance
+        if clean is None or not clean.any():
+            return self._sparse_fits(x, variance, clean=False)
+        if clean.all():
+            return self._sparse_fits(x, variance, clean=True)
+        forecast, error = x.new_empty(len(x), self.config.horizon), x.new_empty(len(x))
+        for rows, is_clean in ((~clean, False), (clean, True)):
+            index = rows.nonzero()[:, 0]
+            forecast[index], error[index] = self._sparse_fits(x[index], variance[index], is_clean)
+        return forecast, error
+
+    def _sparse_fits(self, x: Tensor, variance: Tensor, clean: bool) -> tuple[Tensor, Tensor]:
+        horizon = self.config.horizon
+        fold_iterations = self.config.clean_fold_iterations if clean else None  # None: each fit's own
+        refine_iterations = self.config.clean_refine_iterations if clean else None
+        gamma, error = None, x.new_zeros(len(x))
+        for fit in self.sparse_backtests:  # oldest fold first; each warm-starts the next
+            cut = fit.projection.shape[0]
+            backtest, gamma = fit.posterior(x[:, :cut], variance, gamma, fold_iterations)
+            error += (backtest - x[:, cut : cut + horizon]).square().mean(dim=1)
+        forecast, _ = self.sparse.posterior(x, variance, gamma, refine_iterations)
+        return forecast, error / len(self.sparse_backtests)
 
     def _forecast(self, lookback: Tensor) -> tuple[Tensor, Tensor]:
         """Forecast ``[B, H]`` and residual unit ``s`` ``[B, 1]``, float64."""

@@ -72,12 +72,14 @@ class PeriodSparseFit(nn.Module):
         return self.posterior(lookback, noise_variance)[0]
 
     @torch.compiler.disable
-    def posterior(self, lookback: Tensor, noise_variance: Tensor, gamma: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def posterior(
+        self, lookback: Tensor, noise_variance: Tensor, gamma: Tensor | None = None, iterations: int | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Posterior-mean forecast ``[B, H]`` and the groups' prior variances ``gamma`` ``[B, P]`` it was taken under.
 
-        ``iterations`` posterior means are computed, with an EM update of ``gamma`` between two of them.
-        ``gamma`` warm-starts the updates (e.g. from a fit of the same grid on a shorter window); by default
-        every group starts at the window's mean power over ``P``. Float64.
+        ``iterations`` (default: the fit's own) posterior means are computed, with an EM update of ``gamma``
+        between two of them. ``gamma`` warm-starts the updates (e.g. from a fit of the same grid on a shorter
+        window); by default every group starts at the window's mean power over ``P``. Float64.
         """
         x = lookback.double()
         power = x.square().mean(dim=-1)
@@ -86,7 +88,7 @@ class PeriodSparseFit(nn.Module):
         if gamma is None:
             gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
         eye = torch.eye(self.rank, dtype=torch.float64, device=x.device)
-        last = max(self.iterations, 1) - 1
+        last = max(self.iterations if iterations is None else iterations, 1) - 1
         for step in range(last + 1):
             covariance = (gamma @ self.outer).view(-1, self.rank, self.rank) + noise[:, None, None] * eye
             factor, info = torch.linalg.cholesky_ex(covariance)
