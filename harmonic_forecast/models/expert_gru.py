@@ -241,7 +241,8 @@ class ExpertGRUForecaster(Forecaster):
         """The network's matrix-multiply FLOPs (times 3 when training) plus the experts' forward ones.
 
         The AR expert's refit on the whole window is counted at its highest order (the order each window
-        chooses is known only from its data), so the experts' count is an upper bound.
+        chooses is known only from its data), so the experts' count is an upper bound. It counts the
+        regular EM updates: a noiseless window outside training takes the ``clean_*_iterations`` ones.
         """
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         experts, features = len(EXPERTS), feature_count(config)
