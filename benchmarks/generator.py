@@ -4,7 +4,7 @@ The baseline is the public notebook's way of making data: a map-style Dataset wh
 draws one signal with numpy, batched by a shuffling DataLoader (batch 128, no workers). Each case
 runs one warm-up batch, then whole batches until ``--seconds`` have passed; throughput is signals
 per second, and the ratio is against the baseline of the same component band. The ``mixture`` case
-draws (3,45) signals from a mixture of every family (pure tones, level/trend/linear drift, random
+draws (3,45) signals from a mixture of every family (pure tones, level/trend/level shift/linear drift, random
 walk on long continuous periods, peak drift, Laplace, Student-t and AR(1) noise) and is compared
 with the (3,45) baseline; its target is the same 100x.
 
@@ -50,7 +50,7 @@ MIXTURE_LABEL = "mixture (3,45)"
 MIXTURE_FAMILIES = (
     {"weight": 3},
     {"weight": 1, "components": (1, 2), "periods": (2, 11)},
-    {"weight": 1, "level": (-2.0, 2.0), "trend": (-0.02, 0.02), "drift": "linear"},
+    {"weight": 1, "level": (-2.0, 2.0), "trend": (-0.02, 0.02), "level_shift": (-2.0, 2.0), "drift": "linear"},
     {"weight": 1, "random_walk": 0.02, "periods": (100.0, 1000.0), "integer_periods": False},
     {"weight": 1, "drift": True, "noise": 0.05, "noise_kind": "laplace"},
     {"weight": 1, "noise": 0.05, "noise_kind": "student_t", "noise_df": 3.0},

@@ -5,7 +5,8 @@ component (amplitudes sum to 1), and is built in this order, for ``t = 0 .. look
 
 1. the harmonic part ``h_t = sum_k a_k g_k(t) sin(2 pi t / P_k + phi_k)``; ``g_k`` is 1 unless
    amplitude drift is on (``drift = true``: 1 -> r -> 1 at a random time; ``"linear"``: g0 -> g1);
-2. plus a level (DC offset) ``c``, a linear trend ``b t`` and a random walk ``w_t = s sum_{u=1..t} e_u``
+2. plus a level (DC offset) ``c``, a linear trend ``b t``, a level shift ``d 1[t >= tau]`` (a step of
+   height ``d`` at a time ``tau ~ U[0, lookback + horizon)``) and a random walk ``w_t = s sum_{u=1..t} e_u``
    (``w_0 = 0``, ``e_u`` standard normal), all in units of the harmonic part's amplitude sum (1);
 3. ``x /= max |x|`` over the whole window (when ``normalize``);
 4. plus noise of marginal std σ: white Gaussian, Laplace, Student-t with ν degrees of freedom, or a
@@ -74,6 +75,7 @@ MAX_FAMILY_WEIGHT = 10_000
 CPU_CHUNK = 4096  # rows synthesised at once on a CPU: keeps the working set in cache
 # Derived keys (key ^ salt) for the families' draws, with the same per-signal counters and slots:
 _PARAMETER_SALT = _signed(0xA0761D6478BD642F)  # slot 0: level, trend; 1 + j: linear drift; _DRIFT_SLOT: AR(1) φ
+_SHIFT_SLOT = _DRIFT_SLOT + 1  # under _PARAMETER_SALT: the level shift's height and time
 _WALK_SALT = _signed(0xE7037ED1A0B428DB)  # slots 0 ..: the random walk's normal steps (two per slot)
 _NOISE_SALT = _signed(0x8EBC6AF09C88C6E3)  # slots 0 .. L - 1: one Laplace or Student-t sample each
 
@@ -133,6 +135,7 @@ class Family(Table):
     normalize: Override = None
     level: Override = None
     trend: Override = None
+    level_shift: Override = None
     random_walk: Override = None
     noise_kind: Override = None
     noise_df: Override = None
@@ -186,7 +189,8 @@ class SignalSpec(Table):
     ``true`` multiplies each component by a gain that moves linearly from 1 to ``r ~ U[drift_range]``
     at a random time and back to 1 at the window's end; ``"linear"`` by a gain moving linearly from
     ``g0`` to ``g1``, both ``~ U[drift_range]``, over the window. ``level`` (DC offset) and ``trend``
-    (slope per sample) are drawn uniformly from their closed ranges per signal, and ``random_walk``
+    (slope per sample) are drawn uniformly from their closed ranges per signal, ``level_shift`` is the
+    closed range of the height of one step at a time uniform over the window (a structural break), and ``random_walk``
     is the step σ of an integrated white noise, all in units of the harmonic part's amplitude sum
     (1), added before normalisation. ``normalize`` divides each signal by its max |x| over the whole
     window. ``noise`` is one σ (the marginal std), or a list of them: signal ``i`` of a stream then
@@ -212,6 +216,7 @@ class SignalSpec(Table):
     normalize: StrictBool = True
     level: Level = (0.0, 0.0)
     trend: Trend = (0.0, 0.0)
+    level_shift: Level = (0.0, 0.0)
     random_walk: Annotated[Float, Field(ge=0, le=10)] = 0.0
     noise_kind: Literal[NOISE_KINDS] = "gaussian"
     noise_df: Annotated[Float, Field(gt=2, le=1e6)] = 5.0  # ν > 2: a finite variance
@@ -664,6 +669,17 @@ def level_and_trend(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -
     return level, trend
 
 
+def level_shifts(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-signal step height, uniform on ``spec.level_shift`` (closed), and time ``tau``, uniform on
+    ``[0, lookback + horizon)`` in samples; each ``[B]`` float32. The signal gains the height at ``t >= tau``."""
+    slot = torch.full((1,), _SHIFT_SLOT, dtype=torch.int64, device=signal_counters.device)
+    words = words_for(key ^ _PARAMETER_SALT, signal_counters, slot)[:, 0]
+    low, high = spec.level_shift
+    height = uniform(words, 40, 24).mul_(high - low).add_(low)
+    time = uniform(words, 16, 24).mul_(spec.length)
+    return height, time
+
+
 def random_walk(spec: SignalSpec, key: int, signal_counters: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` random walk ``w_t = s * sum_{u=1..t} e_u`` with ``w_0 = 0`` and step σ ``s = spec.random_walk``."""
     steps = standard_normal(key ^ _WALK_SALT, signal_counters, 0, spec.length)
@@ -790,6 +806,10 @@ def _finish(spec: SignalSpec, key: int, signal_counters: torch.Tensor, signal: t
         level, trend = level_and_trend(spec, key, signal_counters)
         t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)
         signal.add_(trend[:, None] * t).add_(level[:, None])
+    if spec.level_shift != (0.0, 0.0):
+        height, time = level_shifts(spec, key, signal_counters)
+        t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)
+        signal.addcmul_((t >= time[:, None]).to(signal.dtype), height[:, None])
     if spec.random_walk > 0:
         signal.add_(random_walk(spec, key, signal_counters))
     if spec.normalize:

@@ -4,9 +4,9 @@
 σ = 0.1, plus (3,45) at σ = 0.03 and 0.3. ``shift``: one set per signal family of
 :class:`~harmonic_forecast.signals.SignalSpec` that the grid does not hold (continuous, short and long
 periods, pure tones, linear amplitude drift, level and trend, a random walk under seasonal components and
-one that dominates a tone), each clean and at σ = 0.1, and the grid's signals under heavy-tailed and
-coloured noise. Every set is drawn from the stream's
-``test`` split with a fixed seed, so every model is scored on the same windows.
+one that dominates a tone, a level shift under seasonal components), each clean and at σ = 0.1, and the
+grid's signals under heavy-tailed and coloured noise. Every set is drawn from the stream's ``test`` split
+with a fixed seed, so every model is scored on the same windows.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SHIFT_FAMILIES: dict[str, dict[str, Any]] = {
     "level + trend": {"components": (3, 45), "level": (-2.0, 2.0), "trend": (-0.02, 0.02)},
     "seasonal + random walk": {"components": (1, 4), "random_walk": 0.05},
     "random walk over a tone": {"components": (1, 2), "random_walk": 1.0},  # the walk dominates: naive is hard to beat
+    "seasonal + level shift": {"components": (1, 4), "level_shift": (-2.0, 2.0)},  # a structural break
 }
 SHIFT_NOISES: dict[str, dict[str, Any]] = {
     "laplace noise": {"noise_kind": "laplace"},

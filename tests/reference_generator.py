@@ -30,6 +30,7 @@ class ReferenceFamilySignal:
     gain_start: np.ndarray | None
     gain_end: np.ndarray | None
     phi: float | None
+    shift: tuple[float, float] | None = None  # (height, time) of the level shift, when drawn
 
 
 def generate_family_signal(
@@ -40,6 +41,7 @@ def generate_family_signal(
     integer_periods: bool = True,
     level: tuple[float, float] = (0.0, 0.0),
     trend: tuple[float, float] = (0.0, 0.0),
+    level_shift: tuple[float, float] | None = None,
     linear_drift: tuple[float, float] | None = None,
     random_walk: float = 0.0,
     noise: float = 0.0,
@@ -49,7 +51,8 @@ def generate_family_signal(
     normalize: bool = True,
 ) -> ReferenceFamilySignal:
     """The documented family formula, literally: harmonics (optionally with a linear gain g0 -> g1 per
-    component), plus level, trend and random walk, normalise, plus noise of marginal std ``noise``,
+    component), plus level, trend, a level shift (a step of height ~ U[level_shift] at a time ~ U[0, num_samples)
+    from then on) and random walk, normalise, plus noise of marginal std ``noise``,
     normalise again."""
     t = np.arange(num_samples, dtype=np.float64)
     k = rng.integers(*components)
@@ -68,6 +71,10 @@ def generate_family_signal(
         signal += wave
     drawn_level, drawn_trend = rng.uniform(*level), rng.uniform(*trend)
     signal += drawn_level + drawn_trend * t
+    shift = None
+    if level_shift is not None:
+        shift = (rng.uniform(*level_shift), rng.uniform(0, num_samples))
+        signal += shift[0] * (t >= shift[1])
     walk = np.zeros(num_samples)
     for step in range(1, num_samples):
         walk[step] = walk[step - 1] + rng.normal(0, random_walk) if random_walk > 0 else 0.0
@@ -93,7 +100,7 @@ def generate_family_signal(
         signal += extra
         if normalize:
             signal /= np.max(np.abs(signal))
-    return ReferenceFamilySignal(signal, drawn_periods, drawn_level, drawn_trend, gain_start, gain_end, phi)
+    return ReferenceFamilySignal(signal, drawn_periods, drawn_level, drawn_trend, gain_start, gain_end, phi, shift)
 
 
 def generate_family_many(count: int, seed: int = 0, **kwargs: object) -> list[ReferenceFamilySignal]:

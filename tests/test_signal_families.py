@@ -22,6 +22,7 @@ from harmonic_forecast.signals import (
     Family,
     ar1_coefficient,
     level_and_trend,
+    level_shifts,
     linear_recurrence,
     random_walk,
     render_direct,
@@ -90,6 +91,8 @@ def test_existing_specs_give_bit_identical_batches(name: str) -> None:
         ({"level": 0.5}, "signal.level"),
         ({"trend": (0.0, 100.0)}, "signal.trend"),
         ({"trend": (0.0, float("nan"))}, "signal.trend[1]"),
+        ({"level_shift": (2.0, -2.0)}, "signal.level_shift"),
+        ({"families": [{"weight": 1}, {"weight": 1, "level_shift": 1.0}]}, "signal.families[1].level_shift"),
         ({"drift": "linearly"}, "signal.drift"),
         ({"drift": 1}, "signal.drift"),
         ({"random_walk": -0.1}, "signal.random_walk"),
@@ -302,6 +305,31 @@ def test_level_and_trend_add_exactly_before_normalisation() -> None:
     torch.testing.assert_close(moved, plain + level[:, None] + trend[:, None] * t, atol=1e-5, rtol=0)
 
 
+def test_level_shift_height_and_time_match_the_reference() -> None:
+    """Height uniform on its closed range, time uniform over the window, independent, as the numpy oracle draws them."""
+    spec = SignalSpec(components=(3, 10), level_shift=(-2.0, 1.0))
+    height, time = (x.double().numpy() for x in level_shifts(spec, stream_key(1), _counters(COUNT)))
+    reference = generate_family_many(COUNT, seed=5, components=(3, 10), level_shift=(-2.0, 1.0))
+    assert height.min() >= -2.0 and height.max() < 1.0 and time.min() >= 0 and time.max() < spec.length
+    assert stats.kstest(height, stats.uniform(-2.0, 3.0).cdf).pvalue > P_MIN
+    assert stats.kstest(time, stats.uniform(0, spec.length).cdf).pvalue > P_MIN
+    assert stats.ks_2samp(height, [r.shift[0] for r in reference]).pvalue > P_MIN
+    assert stats.ks_2samp(time, [r.shift[1] for r in reference]).pvalue > P_MIN
+    assert abs(stats.pearsonr(height, time)[0]) < 0.05  # independent bit fields
+
+
+def test_a_level_shift_adds_one_step_before_normalisation() -> None:
+    base = SignalSpec(components=(3, 10), normalize=False)
+    shifted = base.replace(level_shift=(-2.0, 2.0))
+    counters, key = _counters(300), stream_key(6)
+    plain, _ = synthesize(base, key, counters)
+    moved, _ = synthesize(shifted, key, counters)
+    height, time = level_shifts(shifted, key, counters)
+    step = (torch.arange(base.length) >= time[:, None]).float()
+    torch.testing.assert_close(moved, plain + height[:, None] * step, atol=1e-6, rtol=0)
+    assert (moved != plain).any(dim=1).float().mean() > 0.8, "most windows hold their step"
+
+
 def test_random_walk_steps_are_normal_with_the_given_sigma() -> None:
     spec = SignalSpec(lookback=1000, random_walk=0.05)
     walk = random_walk(spec, stream_key(0), _counters(400)).double().numpy()
@@ -328,8 +356,9 @@ def test_family_per_step_values_match_the_reference(family_pair) -> None:
         {"periods": (100, 1000), "level": (-1.0, 1.0)},
         {"periods": (2.0, 10.0), "integer_periods": False, "noise": 0.2, "noise_kind": "ar1", "noise_phi": (-0.5, 0.9)},
         {"random_walk": 0.1, "normalize": False},
+        {"level_shift": (-2.0, 2.0), "noise": 0.05},
     ],
-    ids=["tone-laplace", "long-level", "short-ar1", "walk-raw"],
+    ids=["tone-laplace", "long-level", "short-ar1", "walk-raw", "shift"],
 )
 def test_more_families_per_step_values_match_the_reference(changes: dict) -> None:
     spec = SignalSpec(**{"components": (3, 10), **changes})
