@@ -217,28 +217,30 @@ def backtest_ar_orders(
     shortest = length - folds * horizon
     if shortest - orders[-1] < orders[-1] + 1:
         raise ConfigError(f"orders: order {orders[-1]} is too high to fit on {shortest} samples")
-    errors = ar_backtest_errors(lookback, horizon, orders, folds, ridge, precise=False)
+    errors = ar_backtest_errors(lookback, horizon, orders, folds, ridge, precise=False).sum(dim=2)
     return torch.tensor(orders, device=lookback.device)[errors.argmin(dim=1)]
 
 
 def ar_backtest_errors(
     lookback: Tensor, horizon: int, orders: Sequence[int], folds: int, ridge: float = AR_RIDGE, precise: bool = True
 ) -> Tensor:
-    """The rolling-origin backtest of :func:`backtest_ar_orders`, arguments unchecked: ``[N, len(orders)]`` float64.
+    """The rolling-origin backtest of :func:`backtest_ar_orders`, arguments unchecked: ``[N, len(orders), folds]``
+    float64.
 
-    Entry ``(n, i)`` is the squared error of ``orders[i]`` summed over the ``folds`` folds and ``horizon``
-    steps (``inf`` where not finite). ``precise`` keeps the forecasts in float64 (a model's expert);
-    otherwise they are rounded to float32 first, as :func:`autoregressive` returns them.
+    Entry ``(n, i, k - 1)`` is the squared error of ``orders[i]`` summed over the ``horizon`` steps of fold ``k``
+    (fitted on the first ``L - k * horizon`` samples: the latest fold first), ``inf`` where not finite.
+    ``precise`` keeps the forecasts in float64 (a model's expert); otherwise they are rounded to float32
+    first, as :func:`autoregressive` returns them.
     """
     x = lookback.double()
-    errors = x.new_zeros(x.shape[0], len(orders))
+    errors = x.new_zeros(x.shape[0], len(orders), folds)
     for fold in range(1, folds + 1):
         cut = x.shape[1] - fold * horizon
         truth = x[:, cut : cut + horizon]
         for column, order in enumerate(orders):
             forecast = autoregressive_float64(x[:, :cut], horizon, order, ridge)
             forecast = forecast if precise else forecast.float().double()
-            errors[:, column] += (forecast - truth).square().sum(dim=1)
+            errors[:, column, fold - 1] = (forecast - truth).square().sum(dim=1)
     return torch.where(errors.isfinite(), errors, torch.inf)
 
 

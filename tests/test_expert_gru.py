@@ -8,6 +8,7 @@ periods, a level, a spike, a random walk.
 
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing
 import time
@@ -110,9 +111,12 @@ def test_no_forecast_leaves_three_lookback_deviations(model: Forecaster) -> None
 
 def test_backtest_ar_is_exact_on_any_few_sines_and_errors_say_so() -> None:
     lookback, target = sines([[7.3, 19.1, 55.5], [2.7], [300.0]])
-    forecast, error, naive_error = BacktestAR(LOOKBACK, HORIZON, (1, 2, 4, 6, 8), 3)(lookback)
+    forecast, error, naive_error, folds = BacktestAR(LOOKBACK, HORIZON, (1, 2, 4, 6, 8), 3)(lookback)
     assert (forecast - target).square().mean(dim=1).max() < 1e-16
     assert error.max() < 1e-16 and naive_error.min() > 1e-6
+    assert folds.shape == (3, 1 + 5, 3)  # [windows, naive and each order, folds]
+    torch.testing.assert_close(folds[:, 0].mean(dim=1), naive_error, rtol=1e-12, atol=0)
+    assert folds[:, 1:].mean(dim=2).min(dim=1).values.max() < 1e-16  # the chosen order's error, per fold
 
 
 def test_a_warm_started_sparse_fit_continues_where_the_short_fit_stopped() -> None:
@@ -150,7 +154,7 @@ def test_the_sparse_backtest_averages_its_folds_each_warm_started_from_the_one_b
     model.wiener = fresh_expert_gru.wiener  # the fitted noise estimate
     lookback, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [9.3]])
     lookback = lookback + 0.01 * torch.randn(lookback.shape, generator=torch.Generator().manual_seed(1))
-    forecasts, errors, variance = model.experts(lookback)
+    forecasts, errors, variance, _ = model.experts(lookback)
     assert (variance > model.config.clean_noise_variance).all(), "noisy windows: the regular iteration counts"
     refined, error = sparse_by_hand(lookback, variance, (4, 2, 2), 3)
     torch.testing.assert_close(errors[:, 2], error, rtol=1e-12, atol=0)
@@ -184,7 +188,7 @@ def test_noiseless_windows_take_the_clean_iteration_counts_outside_training(fres
     is_clean = torch.tensor([True] * len(clean) + [False] * len(noisy))
     for training in (False, True):
         model.train(training)
-        forecasts, errors, variance = model.experts(lookback)
+        forecasts, errors, variance, _ = model.experts(lookback)
         assert ((variance < config.clean_noise_variance) == is_clean).all(), "both kinds of row are exercised"
         # rows are fitted in the same groups as the model fits them: noiseless fits amplify GEMM rounding
         every_row = torch.ones_like(is_clean)
@@ -202,10 +206,33 @@ def test_noiseless_windows_take_the_clean_iteration_counts_outside_training(fres
     squared_error = {}
     for training in (True, False):
         fresh_expert_gru.train(training)
-        forecasts, _, _ = fresh_expert_gru.experts(scaled)
+        forecasts, *_ = fresh_expert_gru.experts(scaled)
         squared_error[training] = (forecasts[:, 2] - target).square().mean().item()
     fresh_expert_gru.eval()
     assert squared_error[False] < squared_error[True] / 4, squared_error  # 9x when written
+
+
+def test_a_regime_break_in_the_latest_backtest_fold_forecasts_the_last_value(model: Forecaster) -> None:
+    """Seasonal windows whose level steps inside the lookback's last ``H`` samples forecast their last value:
+    the experts' refits extrapolate the step, far worse than naive with the rule off. The same windows
+    without the step, and noisy grid windows, are left to the experts."""
+    seasonal, target = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0], [9.3, 50.0], [33.0, 71.0], [14.0]])
+    t = torch.arange(LOOKBACK + HORIZON, dtype=torch.float64)
+    at = torch.tensor([[91], [93], [95], [97], [98], [99]])
+    step = torch.tensor([[1.5], [-1.0], [2.0], [-1.5], [1.0], [1.2]]) * (t >= at)
+    lookback, continuation = seasonal + step[:, :LOOKBACK], target + step[:, LOOKBACK:]
+    noisy, _ = HarmonicStream(SignalSpec(components=(3, 46), noise=0.1), 256, seed=3, split="test").batch(0)
+    with torch.no_grad():
+        assert model.experts(scale_windows(lookback)[0])[3].all()
+        assert not model.experts(scale_windows(seasonal)[0])[3].any()
+        assert not model.experts(scale_windows(noisy)[0].double())[3].any()
+        forecast = model(lookback.float())
+    torch.testing.assert_close(forecast, lookback[:, -1:].float().expand(-1, HORIZON))  # through the scaling
+
+    off = copy.deepcopy(model)
+    off.config = off.config.model_copy(update={"break_ratio": 0.0})
+    naive = (lookback[:, -1:] - continuation).square().mean()
+    assert mse(off, lookback, continuation).mean() > 3 * naive  # the refits extrapolate the step
 
 
 @pytest.mark.parametrize("trust_earned", [True, False])
@@ -220,7 +247,7 @@ def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fres
     tones, _ = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0, 50.0]])
     walks = torch.randn(64, LOOKBACK, generator=torch.Generator().manual_seed(3), dtype=torch.float64).cumsum(dim=1)
     for lookback in (tones, walks):
-        forecasts, errors, _ = model.experts(lookback)
+        forecasts, errors, *_ = model.experts(lookback)
         forecast, _ = model._forecast(lookback)
         center = lookback.mean(dim=1, keepdim=True)
         bound = 3 * (lookback - center).abs().amax(dim=1, keepdim=True)  # the forecasts' safety clip

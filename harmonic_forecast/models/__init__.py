@@ -155,7 +155,8 @@ def read_model_config(directory: Path) -> ModelConfig:
     """The model config in ``directory/config.json`` (kind under ``model_type``), or a one-line :class:`ConfigError`.
 
     A config saved before the scaling convention reads as ``input_scaling = "none"``, an ``expert_gru`` one
-    saved before its sparse backtest had folds as ``sparse_folds = 1`` (each as trained); the sparse fit's
+    saved before its sparse backtest had folds as ``sparse_folds = 1``, before the regime-break rule with it off
+    (each as trained and as it forecast); the sparse fit's
     keys, which every kind used to write, are dropped for a kind that does not have them.
     """
     try:
@@ -171,4 +172,5 @@ def read_model_config(directory: Path) -> ModelConfig:
     if kind == "expert_gru":
         values.setdefault("sparse_folds", 1)  # saved before the sparse expert's folds: one fold, as trained
         values.setdefault("trust_earned", False)  # saved before the gate's cap on losing experts
+        values.setdefault("break_ratio", 0.0)  # saved before the regime-break rule: off, as it forecast then
     return model_config({"kind": kind, **values})

@@ -31,6 +31,14 @@ With ``trust_earned`` (the default) the gate may lower any expert's weight but c
 backtest error exceeds naive's above its inverse-MSE prior: trust in a forecaster that lost to the last
 value inside the window is not learned from synthetic data.
 
+A regime break in the window's last ``H`` samples is met with its last value: when the experts' best
+error on the latest backtest fold exceeds ``break_ratio`` times their best mean error on the earlier folds
+and ``break_floor`` (scaled units), every expert was validated on a regime the window has left (a level
+shift, a broken pattern) and its refit on the whole window extrapolates the break; the window then forecasts
+its last value, the forecast that assumes least about the new regime. This is a tracking signal in the
+sense of Trigg (1964, "Monitoring a forecasting system", *Operational Research Quarterly* 15(3)): a
+forecaster whose recent errors leave its past range is not trusted. ``break_ratio = 0`` turns it off.
+
 Safety by construction: every forecast is clipped to ``lookback mean ± max_excursion × max |lookback −
 mean|``, an expert whose fit is singular or not finite gets forecast 0 and error ``1e6``, and a window
 holding NaN or inf forecasts NaN (:func:`~harmonic_forecast.models.base.nan_where_nonfinite`).
@@ -76,6 +84,8 @@ class ExpertGRUConfig(ModelConfig):
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
     trust_earned: StrictBool = True  # an expert that lost to naive in the backtest gets no more than its prior weight
+    break_ratio: Annotated[float, Field(ge=0)] = 1000.0  # latest fold's error over the earlier folds' (0: off)
+    break_floor: Annotated[float, Field(ge=0)] = 1e-2  # ... and above this MSE (scaled units): a regime break
 
     @field_validator("sparse_folds")
     @classmethod
@@ -156,55 +166,70 @@ class ExpertGRUForecaster(Forecaster):
 
     @torch.no_grad()
     @torch.compiler.disable  # float64 fits with data-dependent shapes (the chosen AR orders): left to eager
-    def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped) and noise variance ``[B]``, float64.
+    def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped), noise variance ``[B]``, float64,
+        and whether the window broke regime in its last ``H`` samples ``[B]`` bool (see the module docstring).
 
         Rows are fitted independently; on a CPU, in one chunk per torch thread (:func:`map_row_chunks`).
         """
         return map_row_chunks(self._experts, lookback.double())
 
-    def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
-        sparse, sparse_error = self._sparse_expert(x, variance)
-        ar, ar_error, naive_error = self.ar(x)
+        sparse, sparse_error, sparse_folds = self._sparse_expert(x, variance)
+        ar, ar_error, naive_error, ar_folds = self.ar(x)
         forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
         errors = torch.stack([naive_error, ar_error, sparse_error], dim=1)
         usable = forecasts.isfinite().all(dim=-1) & errors.isfinite()
         forecasts = torch.where(usable[..., None], forecasts, 0.0)
         errors = torch.where(usable, errors, ERROR_RANGE[1]).clamp(*ERROR_RANGE)
-        return forecasts, errors, variance
+        return forecasts, errors, variance, self._regime_break([ar_folds, sparse_folds[:, None]])
 
-    def _sparse_expert(self, x: Tensor, variance: Tensor) -> tuple[Tensor, Tensor]:
-        """The sparse expert's forecast ``[B, H]`` and backtest MSE ``[B]``; noiseless windows take the clean
-        iteration counts outside training (see the module docstring). Each row depends only on itself."""
+    def _regime_break(self, folds: list[Tensor]) -> Tensor:
+        """``[B]`` bool from the backtest MSEs per fold ``[B, forecasters, folds]`` (the latest fold first) of
+        naive, every AR order and the sparse fit: the best latest-fold MSE exceeds ``break_ratio`` x the best
+        mean MSE over the earlier folds, and ``break_floor``. Forecasters with one fold do not count."""
+        usable = [errors.nan_to_num(torch.inf) for errors in folds if errors.shape[2] > 1]
+        if not usable or self.config.break_ratio == 0:
+            return torch.zeros_like(folds[0][:, 0, 0], dtype=torch.bool)
+        latest = torch.cat([errors[:, :, 0] for errors in usable], dim=1).min(dim=1).values
+        earlier = torch.cat([errors[:, :, 1:].mean(dim=2) for errors in usable], dim=1).min(dim=1).values
+        return (latest > self.config.break_ratio * earlier) & (latest > self.config.break_floor)
+
+    def _sparse_expert(self, x: Tensor, variance: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The sparse expert's forecast ``[B, H]``, backtest MSE ``[B]`` and MSE per fold ``[B, sparse_folds]``
+        (the latest fold first); noiseless windows take the clean iteration counts outside training (see the
+        module docstring). Each row depends only on itself."""
         clean = None if self.training else variance < self.config.clean_noise_variance
         if clean is None or not clean.any():
             return self._sparse_fits(x, variance, clean=False)
         if clean.all():
             return self._sparse_fits(x, variance, clean=True)
         forecast, error = x.new_empty(len(x), self.config.horizon), x.new_empty(len(x))
+        folds = x.new_empty(len(x), self.config.sparse_folds)
         for rows, is_clean in ((~clean, False), (clean, True)):
             index = rows.nonzero()[:, 0]
-            forecast[index], error[index] = self._sparse_fits(x[index], variance[index], is_clean)
-        return forecast, error
+            forecast[index], error[index], folds[index] = self._sparse_fits(x[index], variance[index], is_clean)
+        return forecast, error, folds
 
-    def _sparse_fits(self, x: Tensor, variance: Tensor, clean: bool) -> tuple[Tensor, Tensor]:
+    def _sparse_fits(self, x: Tensor, variance: Tensor, clean: bool) -> tuple[Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         fold_iterations = self.config.clean_fold_iterations if clean else None  # None: each fit's own
         refine_iterations = self.config.clean_refine_iterations if clean else None
-        gamma, error = None, x.new_zeros(len(x))
+        gamma, error, folds = None, x.new_zeros(len(x)), []
         for fit in self.sparse_backtests:  # oldest fold first; each warm-starts the next
             cut = fit.projection.shape[0]
             backtest, gamma = fit.posterior(x[:, :cut], variance, gamma, fold_iterations)
-            error += (backtest - x[:, cut : cut + horizon]).square().mean(dim=1)
+            folds.append((backtest - x[:, cut : cut + horizon]).square().mean(dim=1))
+            error += folds[-1]
         forecast, _ = self.sparse.posterior(x, variance, gamma, refine_iterations)
-        return forecast, error / len(self.sparse_backtests)
+        return forecast, error / len(self.sparse_backtests), torch.stack(folds[::-1], dim=1)
 
     def _forecast(self, lookback: Tensor) -> tuple[Tensor, Tensor]:
         """Forecast ``[B, H]`` and residual unit ``s`` ``[B, 1]``, float64."""
         x = lookback.double()
-        forecasts, errors, variance = self.experts(x)
+        forecasts, errors, variance, regime_break = self.experts(x)
         log_error = errors.log()
         unit = errors.min(dim=1).values.sqrt().clamp(RESIDUAL_UNIT_FLOOR, 1.0)[:, None]
         amplitude, phase = rfft_features(x.float())
@@ -225,7 +250,8 @@ class ExpertGRUForecaster(Forecaster):
             forecast = torch.minimum(torch.maximum(forecast, low), high)
             outputs.append(forecast)
             value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
-        return nan_where_nonfinite(lookback, torch.cat(outputs, dim=-1)), unit
+        forecast = torch.where(regime_break[:, None], x[:, -1:], torch.cat(outputs, dim=-1))
+        return nan_where_nonfinite(lookback, forecast), unit
 
     def forecast_scaled(self, lookback: Tensor) -> Tensor:
         return self._forecast(lookback)[0].float()
