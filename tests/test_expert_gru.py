@@ -213,13 +213,14 @@ def test_noiseless_windows_take_the_clean_iteration_counts_outside_training(fres
 
 
 def test_a_regime_break_in_the_latest_backtest_fold_forecasts_the_last_value(model: Forecaster) -> None:
-    """Seasonal windows whose level steps inside the lookback's last ``H`` samples forecast their last value:
-    the experts' refits extrapolate the step, far worse than naive with the rule off. The same windows
-    without the step, and noisy grid windows, are left to the experts."""
-    seasonal, target = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0], [9.3, 50.0], [33.0, 71.0], [14.0]])
+    """Seasonal windows whose level steps, or that hold a spike, inside the lookback's last ``H`` samples
+    forecast their last value: the experts' refits extrapolate the step or the spike, far worse than naive
+    with the rule off. The same windows without them, and noisy grid windows, are left to the experts."""
+    seasonal, target = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0], [9.3, 50.0], [33.0, 71.0], [14.0]] * 2)
     t = torch.arange(LOOKBACK + HORIZON, dtype=torch.float64)
-    at = torch.tensor([[91], [93], [95], [97], [98], [99]])
-    step = torch.tensor([[1.5], [-1.0], [2.0], [-1.5], [1.0], [1.2]]) * (t >= at)
+    at = torch.tensor([91, 93, 95, 97, 98, 99, 90, 92, 94, 95, 96, 97])[:, None]
+    height = torch.tensor([1.5, -1.0, 2.0, -1.5, 1.0, 1.2, 3.0, -3.0, 2.0, -2.5, 3.0, -2.0])[:, None]
+    step = height * torch.cat([t[None] >= at[:6], t[None] == at[6:]])  # six level shifts, then six spikes
     lookback, continuation = seasonal + step[:, :LOOKBACK], target + step[:, LOOKBACK:]
     noisy, _ = HarmonicStream(SignalSpec(components=(3, 46), noise=0.1), 256, seed=3, split="test").batch(0)
     with torch.no_grad():

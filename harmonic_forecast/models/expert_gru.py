@@ -34,8 +34,9 @@ value inside the window is not learned from synthetic data.
 A regime break in the window's last ``H`` samples is met with its last value: when the experts' best
 error on the latest backtest fold exceeds ``break_ratio`` times their best mean error on the earlier folds
 and ``break_floor`` (scaled units), every expert was validated on a regime the window has left (a level
-shift, a broken pattern) and its refit on the whole window extrapolates the break; the window then forecasts
-its last value, the forecast that assumes least about the new regime. This is a tracking signal in the
+shift, a spike) and its refit on the whole window extrapolates the break; the window then forecasts its last
+value, the forecast that assumes least about the new regime (a spike on the very last sample is thus
+forecast to persist: one sample cannot tell it from a level shift). This is a tracking signal in the
 sense of Trigg (1964, "Monitoring a forecasting system", *Operational Research Quarterly* 15(3)): a
 forecaster whose recent errors leave its past range is not trusted. ``break_ratio = 0`` turns it off.
 
