@@ -1,21 +1,23 @@
 """Forecast combination over a series' own past: the model, the last value and per-window AR, by their recent errors.
 
-On a series, every window but the last ``horizon`` ones has a continuation already observed, so how
-well each forecaster has been doing on *this* series is known when the next forecast is made. Stock &
-Watson (2004, "Combination forecasts of output growth in a seven-country data set", *Journal of
-Forecasting* 23(6)) weight each forecaster by the inverse of its discounted past MSE; here window
-``i``'s forecast is ``sum_f w_f forecast_f`` over the forecasters ``f`` with
+On a series, every window but the last ones has a continuation already observed, so how well each
+forecaster has been doing on *this* series is known when the next forecast is made. Stock & Watson
+(2004, "Combination forecasts of output growth in a seven-country data set", *Journal of Forecasting*
+23(6)) weight each forecaster by the inverse of its discounted past MSE, separately for each horizon
+from its past forecasts at that horizon; here step ``h`` (1 .. ``horizon``) of window ``i``'s forecast is
+``sum_f w_fh forecast_fh`` over the forecasters ``f`` with
 
-    w_f ∝ m_f ** -POWER,   m_f = sum_k DISCOUNT**k e_f[i - horizon - k]  (k < HISTORY),
+    w_fh ∝ m_fh ** -POWER,   m_fh = sum_k DISCOUNT**k e_fh[i - h - k]  (k < HISTORY),
 
-where ``e_f[j]`` is forecaster ``f``'s MSE on window ``j`` in that window's lookback-scaled units
-(:mod:`harmonic_forecast.scaling`), so the weights do not depend on the series' units. Only windows
-whose whole continuation lies inside window ``i``'s lookback enter: the combination is causal. A window
-with no such predecessor keeps the first forecaster's forecast (the model's). ``forecast(series)``
-combines the model with naive (the last value, a random walk's best forecast) and per-window AR with
-its order backtested inside the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`).
-``POWER`` is Stock & Watson's 1: sharper weights (2, 4, 8) did not help on the real suite or on random
-walks, where the forecasters' discounted errors are close and trade places.
+where ``e_fh[j]`` is forecaster ``f``'s squared error at step ``h`` of window ``j`` in that window's
+lookback-scaled units (:mod:`harmonic_forecast.scaling`), so the weights do not depend on the series'
+units. Window ``j``'s step ``h`` is the last sample of window ``j + h``, so exactly the windows
+``j <= i - h`` enter: the combination is causal and uses each step's newest errors. A step with no such
+window keeps the first forecaster's forecast (the model's). ``forecast(series)`` combines the model with
+naive (the last value, a random walk's best forecast) and per-window AR with its order backtested inside
+the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`). ``POWER`` is Stock & Watson's
+1: sharper weights (2, 4, 8) did not help on the real suite or on random walks, where the forecasters'
+discounted errors are close and trade places.
 """
 
 from __future__ import annotations
@@ -55,33 +57,34 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
     return np.stack([naive, ar])
 
 
-def combination_weights(
-    windows: np.ndarray, forecasts: np.ndarray, continuations: np.ndarray, horizon: int
-) -> np.ndarray:
-    """The forecasters' weights ``[F, N]`` float64 for each of ``N`` consecutive windows of one series.
+def combination_weights(windows: np.ndarray, forecasts: np.ndarray, horizon: int) -> np.ndarray:
+    """The forecasters' weights ``[F, N, H]`` float64 for each of ``N`` consecutive windows and each step.
 
     ``windows`` ``[N, L]`` start one sample apart; ``forecasts`` ``[F, N, H]`` are each forecaster's forecasts
-    of them and ``continuations`` ``[N - H, H]`` the observed continuations of the first ``N - H`` windows
-    (fewer rows when the series ends sooner: only those are used). All in the series' units, finite.
-    Each column sums to 1; the first ``H`` columns (no continuation seen yet) are ``(1, 0, ..., 0)``.
+    of them. Both in the series' units, finite. The target of window ``j``'s step ``h`` is the last sample of
+    window ``j + h``. Each ``[:, i, h]`` sums to 1; where no window's step ``h + 1`` is known yet (``i <= h``)
+    it is ``(1, 0, ..., 0)``.
     """
     count = len(windows)
-    known = min(len(continuations), max(count - horizon, 0))
-    weights = np.zeros((len(forecasts), count))
+    weights = np.zeros((len(forecasts), count, horizon))
     weights[0] = 1.0
-    if known == 0:
+    if count < 2:
         return weights
+    targets = np.full((count - 1, horizon), np.nan)  # the last window's steps are not observed
+    for step in range(1, min(horizon, count - 1) + 1):
+        targets[: count - step, step - 1] = windows[step:, -1]
     lookback, target, forecasts = (
-        torch.tensor(values, dtype=torch.float64)
-        for values in (windows[:known], continuations[:known], forecasts[:, :known])
+        torch.tensor(values, dtype=torch.float64) for values in (windows[:-1], targets, forecasts[:, :-1])
     )  # copies: sliding-window views are read-only
     scaled = scale_windows(lookback, target, *forecasts)
-    errors = torch.stack([(forecast - scaled[1]).square().mean(dim=1) for forecast in scaled[2:]])  # [F, known]
+    errors = torch.stack([(forecast - scaled[1]).square() for forecast in scaled[2:]])  # [F, N - 1, H]
     decay = DISCOUNT ** torch.arange(HISTORY, dtype=torch.float64)
-    # m[:, j] = sum_k decay[k] * errors[:, j - k] (j - k >= 0): a causal convolution over the known windows
-    padded = torch.nn.functional.pad(errors[:, None], (HISTORY - 1, 0))
-    discounted = torch.nn.functional.conv1d(padded, decay.flip(0)[None, None])[:, 0]  # [F, known]
-    discounted = discounted.clamp_min(ERROR_FLOOR)
-    relative = (discounted.min(dim=0).values / discounted) ** POWER  # in [0, 1]: no overflow at any power
-    weights[:, horizon : horizon + known] = (relative / relative.sum(dim=0)).numpy()  # window i: sums to i - H
+    for step in range(1, min(horizon, count - 1) + 1):
+        seen = count - step  # windows j <= N - 1 - step, whose step is observed
+        # m[:, j] = sum_k decay[k] * errors[:, j - k] (j - k >= 0): a causal convolution over the seen windows
+        padded = torch.nn.functional.pad(errors[:, None, :seen, step - 1], (HISTORY - 1, 0))
+        discounted = torch.nn.functional.conv1d(padded, decay.flip(0)[None, None])[:, 0]  # [F, seen]
+        discounted = discounted.clamp_min(ERROR_FLOOR)
+        relative = (discounted.min(dim=0).values / discounted) ** POWER  # in [0, 1]: no overflow at any power
+        weights[:, step:, step - 1] = (relative / relative.sum(dim=0)).numpy()  # window i reads j = i - step
     return weights

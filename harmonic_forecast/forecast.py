@@ -117,10 +117,10 @@ class HarmonicForecaster:
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
         samples ``i + lookback ...``). With ``combine`` (the default) each row combines the model's
-        forecast with the last value and per-window AR by their discounted errors on the earlier
-        windows of the same series whose continuations it has seen (:mod:`harmonic_forecast.combination`;
-        a row with no such window, e.g. a series of fewer than ``lookback + horizon`` samples, is the
-        model's forecast); without it each row is the model's forecast of its own window alone. A
+        forecast with the last value and per-window AR, step by step, by their discounted errors at
+        that step on the earlier windows of the same series whose value there it has seen
+        (:mod:`harmonic_forecast.combination`; a step with no such window, e.g. every step of the first
+        window, is the model's forecast); without it each row is the model's forecast of its own window alone. A
         constant window forecasts its constant. The series must be finite and hold at least
         ``lookback`` samples: a NaN or inf anywhere raises :class:`ConfigError` naming its index,
         rather than giving NaN rows as :meth:`predict` does for windows.
@@ -133,11 +133,9 @@ class HarmonicForecaster:
         windows = windows[first:]
         forecast = self.predict(np.ascontiguousarray(windows)).astype(np.float64)
         if combine:
-            observed = values[first + self.lookback :]
-            continuations = series_windows(observed, self.horizon) if len(observed) >= self.horizon else observed[:0]
             forecasts = np.concatenate([forecast[None], classical_forecasts(windows, self.horizon)])
-            weights = combination_weights(windows, forecasts, continuations, self.horizon)
-            forecast = np.einsum("fn,fnh->nh", weights, forecasts)
+            weights = combination_weights(windows, forecasts, self.horizon)
+            forecast = np.einsum("fnh,fnh->nh", weights, forecasts)
         return forecast if rolling else forecast[-1]
 
 

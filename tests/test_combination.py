@@ -11,44 +11,49 @@ LOOKBACK, HORIZON = 20, 5
 
 
 def _random_walk(length: int = 260, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Windows ``[N, L]`` of a random walk and the observed continuations ``[N - H, H]``."""
+    """Windows ``[N, L]`` of a random walk and the series ``[length]``."""
     series = np.cumsum(np.random.default_rng(seed).normal(size=length)) + 50.0
-    return series_windows(series, LOOKBACK), series_windows(series[LOOKBACK:], HORIZON)
+    return series_windows(series, LOOKBACK), series
 
 
 def test_a_model_worse_than_the_last_value_loses_its_weight_and_an_exact_one_takes_it_all() -> None:
-    windows, continuations = _random_walk()
+    windows, series = _random_walk()
     last = windows[:, -1:].repeat(HORIZON, axis=1)
     bad = last + 3.0 * windows.std(axis=1, keepdims=True)
-    weights = combination_weights(windows, np.stack([bad, last]), continuations, HORIZON)
-    assert weights.shape == (2, len(windows))
+    weights = combination_weights(windows, np.stack([bad, last]), HORIZON)
+    assert weights.shape == (2, len(windows), HORIZON)
     np.testing.assert_allclose(weights.sum(axis=0), 1.0)
-    assert (weights[0, :HORIZON] == 1).all(), "no earlier window has been seen: the model's forecast"
-    assert (weights[0, HORIZON:] < 0.5).all() and np.median(weights[0, HORIZON:]) < 0.2
-    exact = np.vstack([continuations, last[len(continuations) :]])  # the last H rows have no continuation yet
-    weights = combination_weights(windows, np.stack([exact, last, bad]), continuations, HORIZON)
+    for step in range(HORIZON):  # no earlier window's value at this step has been seen: the model's forecast
+        assert (weights[0, : step + 1, step] == 1).all() and (weights[0, step + 1 :, step] < 1).all()
+    seen = weights[0, HORIZON:]  # a walk can drift near the bad forecast for a while, most at the last steps
+    assert (seen[:, 0] < 0.5).all() and (seen < 0.5).mean() > 0.95 and np.median(seen) < 0.2
+    padded = np.concatenate([series, np.full(HORIZON, series[-1])])  # after the series: the last value
+    exact = series_windows(padded[LOOKBACK:], HORIZON)[: len(windows)]  # exact wherever observed
+    weights = combination_weights(windows, np.stack([exact, last, bad]), HORIZON)
     np.testing.assert_allclose(weights[0], 1.0)
     assert np.isfinite(weights).all()
 
 
-def test_the_weights_are_stock_and_watsons_discounted_inverse_mse_and_causal() -> None:
-    windows, continuations = _random_walk(seed=1)
+def test_the_weights_are_stock_and_watsons_discounted_inverse_mse_per_step_and_causal() -> None:
+    windows, series = _random_walk(seed=1)
     last = windows[:, -1:].repeat(HORIZON, axis=1)
     rng = np.random.default_rng(2)
     forecasts = np.stack([last + rng.normal(size=last.shape), last, last + 0.3 * rng.normal(size=last.shape)])
-    weights = combination_weights(windows, forecasts, continuations, HORIZON)
-    row = 150  # by hand: discounted MSEs over the windows whose continuation row 150's lookback holds
-    seen, scale = len(continuations), windows.std(axis=1)
-    known = np.arange(row - HORIZON, row - HORIZON - HISTORY, -1)
-    known = known[known >= 0]
-    errors = [(((f[:seen] - continuations) / scale[:seen, None]) ** 2).mean(axis=1)[known] for f in forecasts]
-    inverse = np.array([1 / np.sum(DISCOUNT ** np.arange(len(known)) * e) for e in errors])
-    np.testing.assert_allclose(weights[:, row], inverse / inverse.sum(), rtol=1e-10)
+    weights = combination_weights(windows, forecasts, HORIZON)
+    row, scale = 150, windows.std(axis=1)  # by hand: discounted MSEs at each step over the windows before
+    for step in range(1, HORIZON + 1):
+        known = np.arange(row - step, row - step - HISTORY, -1)  # window j's step: sample j + L + step - 1
+        known = known[known >= 0]
+        truth = series[known + LOOKBACK + step - 1]
+        errors = [((f[known, step - 1] - truth) / scale[known]) ** 2 for f in forecasts]
+        inverse = np.array([1 / np.sum(DISCOUNT ** np.arange(len(known)) * e) for e in errors])
+        np.testing.assert_allclose(weights[:, row, step - 1], inverse / inverse.sum(), rtol=1e-10)
     changed = forecasts.copy()
     changed[0, row:] += 100.0  # later forecasts cannot move an earlier row's weights
-    moved = combination_weights(windows, changed, continuations, HORIZON)
-    np.testing.assert_array_equal(moved[:, : row + HORIZON], weights[:, : row + HORIZON])
-    assert (moved[0, row + HORIZON :] < weights[0, row + HORIZON :]).all()
+    moved = combination_weights(windows, changed, HORIZON)
+    for step in range(1, HORIZON + 1):
+        np.testing.assert_array_equal(moved[:, : row + step, step - 1], weights[:, : row + step, step - 1])
+        assert (moved[0, row + step :, step - 1] < weights[0, row + step :, step - 1]).all()
 
 
 def test_the_classical_forecasts_are_naive_and_affine_equivariant_ar() -> None:

@@ -79,8 +79,9 @@ def test_a_forecast_reads_only_the_series_up_to_its_window_and_can_be_per_window
     assert run.returncode == 0 and run.stderr == "", run.stderr[-500:]
     per_window = forecaster.forecast(series, rolling=True, combine=False)
     np.testing.assert_allclose(per_window, forecaster.predict(series_windows(series, 100)), rtol=1e-6, atol=1e-5)
-    np.testing.assert_array_equal(per_window[:10], rolling[:10])  # no earlier window seen yet: the model alone
-    assert not np.allclose(per_window[10:], rolling[10:]), "later rows are combined with the last value"
+    for step in range(10):  # no earlier window's value at this step seen yet: the model alone
+        np.testing.assert_array_equal(per_window[: step + 1, step], rolling[: step + 1, step])
+        assert not np.allclose(per_window[step + 1 :, step], rolling[step + 1 :, step]), "combined from then on"
 
 
 def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:
