@@ -19,6 +19,7 @@ import torch
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import load_forecaster
 from harmonic_forecast.models import ExpertGRUConfig, Forecaster, build_model, model_config, row_threads
+from harmonic_forecast.models.expert_gru import intervention_fit
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit
 from harmonic_forecast.scaling import scale_windows
 from harmonic_forecast.signals import SignalSpec
@@ -212,10 +213,13 @@ def test_noiseless_windows_take_the_clean_iteration_counts_outside_training(fres
     assert squared_error[False] < squared_error[True] / 4, squared_error  # 9x when written
 
 
-def test_a_regime_break_in_the_latest_backtest_fold_forecasts_the_last_value(model: Forecaster) -> None:
-    """Seasonal windows whose level steps, or that hold a spike, inside the lookback's last ``H`` samples
-    forecast their last value: the experts' refits extrapolate the step or the spike, far worse than naive
-    with the rule off. The same windows without them, and noisy grid windows, are left to the experts."""
+def test_a_level_shift_or_an_outlier_in_the_latest_backtest_fold_is_forecast_as_an_intervention(
+    model: Forecaster,
+) -> None:
+    """Seasonal windows whose level steps, or that hold a spike, inside the lookback's last ``H`` samples are
+    forecast as the old pattern at the new level (the spike ignored), where the experts' refits extrapolate
+    the step or the spike, far worse than naive with the rule off. The same windows without them, and noisy
+    grid windows, are left to the experts."""
     seasonal, target = sines([[12.0, 30.0], [17.0, 41.0, 66.0], [25.0], [9.3, 50.0], [33.0, 71.0], [14.0]] * 2)
     t = torch.arange(LOOKBACK + HORIZON, dtype=torch.float64)
     at = torch.tensor([91, 93, 95, 97, 98, 99, 90, 92, 94, 95, 96, 97])[:, None]
@@ -224,16 +228,26 @@ def test_a_regime_break_in_the_latest_backtest_fold_forecasts_the_last_value(mod
     lookback, continuation = seasonal + step[:, :LOOKBACK], target + step[:, LOOKBACK:]
     noisy, _ = HarmonicStream(SignalSpec(components=(3, 46), noise=0.1), 256, seed=3, split="test").batch(0)
     with torch.no_grad():
-        assert model.experts(scale_windows(lookback)[0])[3].all()
-        assert not model.experts(scale_windows(seasonal)[0])[3].any()
-        assert not model.experts(scale_windows(noisy)[0].double())[3].any()
-        forecast = model(lookback.float())
-    torch.testing.assert_close(forecast, lookback[:, -1:].float().expand(-1, HORIZON))  # through the scaling
+        assert model.experts(scale_windows(lookback)[0])[3].isfinite().all()
+        assert model.experts(scale_windows(seasonal)[0])[3].isnan().all()
+        assert model.experts(scale_windows(noisy)[0].double())[3].isnan().all()
+    assert mse(model, lookback, continuation).max() < 1e-8
 
     off = copy.deepcopy(model)
     off.config = off.config.model_copy(update={"break_ratio": 0.0})
     naive = (lookback[:, -1:] - continuation).square().mean()
     assert mse(off, lookback, continuation).mean() > 3 * naive  # the refits extrapolate the step
+
+
+def test_the_intervention_fit_tells_a_step_from_a_pulse_and_both_from_a_drift() -> None:
+    n = torch.arange(HORIZON, dtype=torch.float64)
+    noise = 1e-3 * torch.randn(3, HORIZON, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    residual = torch.stack([2.5 * (n >= 4), -3.0 * (n == 6), 0.01 * n.square()]) + noise
+    unexplained, height = intervention_fit(residual)
+    assert unexplained[:2].max() < 1e-5 and unexplained[2] > 0.05  # a smooth drift is neither
+    assert abs(height[0] - 2.5) < 1e-3 and height[1] == 0  # a pulse shifts nothing
+    last, _ = intervention_fit(torch.stack([n * 0, 4.0 * (n == HORIZON - 1)]))  # the last sample: a step of 4
+    assert last.max() == 0 and intervention_fit(4.0 * (n == HORIZON - 1)[None].double())[1] == 4.0
 
 
 @pytest.mark.parametrize("trust_earned", [True, False])

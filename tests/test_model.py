@@ -218,7 +218,7 @@ def test_an_expert_gru_saved_before_the_sparse_folds_trust_cap_and_break_rule_re
     build_model(ExpertGRUConfig(hidden=8, encoder_width=8, sparse_iterations=6)).save_pretrained(tmp_path)
     values = json.loads((tmp_path / "config.json").read_text())
     assert values["sparse_folds"] == 3  # written by this version
-    for key in ("sparse_folds", "fold_iterations", "trust_earned", "break_ratio", "break_floor"):
+    for key in ("sparse_folds", "fold_iterations", "trust_earned", "break_ratio", "break_floor", "break_unexplained"):
         del values[key]
     (tmp_path / "config.json").write_text(json.dumps(values))
     expected = ExpertGRUConfig(

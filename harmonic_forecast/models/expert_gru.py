@@ -31,14 +31,21 @@ With ``trust_earned`` (the default) the gate may lower any expert's weight but c
 backtest error exceeds naive's above its inverse-MSE prior: trust in a forecaster that lost to the last
 value inside the window is not learned from synthetic data.
 
-A regime break in the window's last ``H`` samples is met with its last value: when the experts' best
+A regime break in the window's last ``H`` samples is met by an intervention model. When the experts' best
 error on the latest backtest fold exceeds ``break_ratio`` times their best mean error on the earlier folds
-and ``break_floor`` (scaled units), every expert was validated on a regime the window has left (a level
-shift, a spike) and its refit on the whole window extrapolates the break; the window then forecasts its last
-value, the forecast that assumes least about the new regime (a spike on the very last sample is thus
-forecast to persist: one sample cannot tell it from a level shift). This is a tracking signal in the
-sense of Trigg (1964, "Monitoring a forecasting system", *Operational Research Quarterly* 15(3)): a
-forecaster whose recent errors leave its past range is not trusted. ``break_ratio = 0`` turns it off.
+and ``break_floor`` (scaled units), every expert was validated on a regime the window has left, and its
+refit on the whole window extrapolates the break. The AR order that backtested best on the earlier folds is
+then fitted on the samples before the latest fold and continued over ``2 H`` steps; if a level shift or a
+single outlier (a step or a pulse in its residual on the latest fold, fitted by least squares) leaves at
+most ``break_unexplained`` of that residual's energy, the window forecasts the continuation shifted by the
+step's height (0 for a pulse): the old regime's pattern at the new regime's level, with the outlier
+ignored. These are the level-shift and additive-outlier interventions of Box & Tiao (1975, "Intervention
+analysis with applications to economic and environmental problems", *JASA* 70(349)), detected as in Chen &
+Liu (1993, "Joint estimation of model parameters and outlier effects in time series", *JASA* 88(421)). A
+step on the very last sample cannot be told from a pulse there and is taken as a step. The break test is a
+tracking signal in the sense of Trigg (1964, "Monitoring a forecasting system", *Operational Research
+Quarterly* 15(3)): a forecaster whose recent errors leave their past range is not trusted.
+``break_ratio = 0`` turns the rule off.
 
 Safety by construction: every forecast is clipped to ``lookback mean ± max_excursion × max |lookback −
 mean|``, an expert whose fit is singular or not finite gets forecast 0 and error ``1e6``, and a window
@@ -53,6 +60,7 @@ import torch
 from pydantic import Field, StrictBool, ValidationInfo, field_validator
 from torch import Tensor, nn
 
+from harmonic_forecast.baselines import AR_RIDGE, autoregressive_float64
 from harmonic_forecast.models.base import Family, Forecaster, Loss, ModelConfig, PeriodGrid, nan_where_nonfinite
 from harmonic_forecast.models.row_threads import map_row_chunks
 from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit, WienerSkip
@@ -85,8 +93,9 @@ class ExpertGRUConfig(ModelConfig):
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
     trust_earned: StrictBool = True  # an expert that lost to naive in the backtest gets no more than its prior weight
-    break_ratio: Annotated[float, Field(ge=0)] = 1000.0  # latest fold's error over the earlier folds' (0: off)
-    break_floor: Annotated[float, Field(ge=0)] = 1e-2  # ... and above this MSE (scaled units): a regime break
+    break_ratio: Annotated[float, Field(ge=0)] = 30.0  # latest fold's error over the earlier folds' (0: off)
+    break_floor: Annotated[float, Field(ge=0)] = 1e-3  # ... and above this MSE (scaled units): a regime break
+    break_unexplained: Annotated[float, Field(ge=0, le=1)] = 0.05  # a step or pulse must explain the rest of it
 
     @field_validator("sparse_folds")
     @classmethod
@@ -134,6 +143,23 @@ def sparse_fits(config: ExpertGRUConfig) -> tuple[list[PeriodSparseFit], PeriodS
     return folds, PeriodSparseFit(lookback, horizon, config.periods, config.refine_iterations, constant=True)
 
 
+def intervention_fit(residual: Tensor) -> tuple[Tensor, Tensor]:
+    """Least-squares fits of a step (0 before some sample, a constant from it on) and of a pulse (one nonzero
+    sample before the last: one there is the step there) to each row of ``residual`` ``[R, n]``, ``n >= 2``:
+    the share of ``sum r²`` the better one leaves unexplained ``[R]`` and the step's height ``[R]`` (0 where
+    the pulse fits strictly better). Float64 in, float64 out."""
+    energy = residual.square()
+    total = energy.sum(dim=1)
+    after = residual.flip(1).cumsum(dim=1).flip(1)  # sum from each sample on
+    after_energy = energy.flip(1).cumsum(dim=1).flip(1)
+    before_energy = after_energy[:, :1] - after_energy  # sum before each sample
+    count = torch.arange(residual.shape[1], 0, -1, dtype=residual.dtype, device=residual.device)
+    step, start = (before_energy + after_energy - after.square() / count).min(dim=1)
+    pulse = total - energy[:, :-1].amax(dim=1)
+    height = torch.where(step <= pulse, after.gather(1, start[:, None])[:, 0] / count[start], 0.0)
+    return torch.minimum(step, pulse).clamp_min(0.0) / total.clamp_min(torch.finfo(total.dtype).tiny), height
+
+
 def feature_count(config: ExpertGRUConfig) -> int:
     """Inputs of the encoder: the window, its rfft amplitudes and phases, the log noise variance, the
     experts' forecasts and their log errors."""
@@ -168,8 +194,9 @@ class ExpertGRUForecaster(Forecaster):
     @torch.no_grad()
     @torch.compiler.disable  # float64 fits with data-dependent shapes (the chosen AR orders): left to eager
     def experts(self, lookback: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped), noise variance ``[B]``, float64,
-        and whether the window broke regime in its last ``H`` samples ``[B]`` bool (see the module docstring).
+        """Experts' forecasts ``[B, E, H]``, backtest MSEs ``[B, E]`` (clamped), noise variance ``[B]`` and the
+        forecast of a window that broke regime in its last ``H`` samples ``[B, H]`` (NaN where it did not; see
+        the module docstring), float64.
 
         Rows are fitted independently; on a CPU, in one chunk per torch thread (:func:`map_row_chunks`).
         """
@@ -185,7 +212,8 @@ class ExpertGRUForecaster(Forecaster):
         usable = forecasts.isfinite().all(dim=-1) & errors.isfinite()
         forecasts = torch.where(usable[..., None], forecasts, 0.0)
         errors = torch.where(usable, errors, ERROR_RANGE[1]).clamp(*ERROR_RANGE)
-        return forecasts, errors, variance, self._regime_break([ar_folds, sparse_folds[:, None]])
+        broken = self._regime_break([ar_folds, sparse_folds[:, None]])
+        return forecasts, errors, variance, self._break_forecast(x, ar_folds, broken)
 
     def _regime_break(self, folds: list[Tensor]) -> Tensor:
         """``[B]`` bool from the backtest MSEs per fold ``[B, forecasters, folds]`` (the latest fold first) of
@@ -197,6 +225,25 @@ class ExpertGRUForecaster(Forecaster):
         latest = torch.cat([errors[:, :, 0] for errors in usable], dim=1).min(dim=1).values
         earlier = torch.cat([errors[:, :, 1:].mean(dim=2) for errors in usable], dim=1).min(dim=1).values
         return (latest > self.config.break_ratio * earlier) & (latest > self.config.break_floor)
+
+    def _break_forecast(self, x: Tensor, ar_folds: Tensor, broken: Tensor) -> Tensor:
+        """``[B, H]``: the intervention forecast of each ``broken`` window a step or pulse explains (see the module
+        docstring), NaN elsewhere (also where the AR backtest has no earlier fold or the fit is not finite)."""
+        length, horizon = x.shape[1], self.config.horizon
+        forecast = torch.full_like(x[:, :horizon], torch.nan)
+        rows = broken.nonzero()[:, 0]
+        if len(rows) == 0 or ar_folds.shape[2] < 2:
+            return forecast
+        orders = torch.tensor(self.ar.orders, device=x.device)
+        chosen = orders[ar_folds[rows, 1:, 1:].mean(dim=2).nan_to_num(torch.inf).argmin(dim=1)]
+        continued = x.new_empty(len(rows), 2 * horizon)
+        for order in chosen.unique().tolist():
+            group = chosen == order  # the old regime, continued over the latest fold and the horizon
+            continued[group] = autoregressive_float64(x[rows[group], : length - horizon], 2 * horizon, order, AR_RIDGE)
+        unexplained, height = intervention_fit(x[rows, length - horizon :] - continued[:, :horizon])
+        accepted = (unexplained <= self.config.break_unexplained) & continued.isfinite().all(dim=1)
+        forecast[rows[accepted]] = (continued[:, horizon:] + height[:, None])[accepted]
+        return forecast
 
     def _sparse_expert(self, x: Tensor, variance: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The sparse expert's forecast ``[B, H]``, backtest MSE ``[B]`` and MSE per fold ``[B, sparse_folds]``
@@ -230,7 +277,7 @@ class ExpertGRUForecaster(Forecaster):
     def _forecast(self, lookback: Tensor) -> tuple[Tensor, Tensor]:
         """Forecast ``[B, H]`` and residual unit ``s`` ``[B, 1]``, float64."""
         x = lookback.double()
-        forecasts, errors, variance, regime_break = self.experts(x)
+        forecasts, errors, variance, break_forecast = self.experts(x)
         log_error = errors.log()
         unit = errors.min(dim=1).values.sqrt().clamp(RESIDUAL_UNIT_FLOOR, 1.0)[:, None]
         amplitude, phase = rfft_features(x.float())
@@ -251,7 +298,8 @@ class ExpertGRUForecaster(Forecaster):
             forecast = torch.minimum(torch.maximum(forecast, low), high)
             outputs.append(forecast)
             value = forecast.float().detach() if self.config.detach_feedback else forecast.float()
-        forecast = torch.where(regime_break[:, None], x[:, -1:], torch.cat(outputs, dim=-1))
+        override = torch.minimum(torch.maximum(break_forecast, low), high)  # NaN rows: no regime break
+        forecast = torch.where(override.isnan(), torch.cat(outputs, dim=-1), override)
         return nan_where_nonfinite(lookback, forecast), unit
 
     def forecast_scaled(self, lookback: Tensor) -> Tensor:
