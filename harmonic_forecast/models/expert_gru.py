@@ -95,7 +95,7 @@ class ExpertGRUConfig(ModelConfig):
     trust_earned: StrictBool = True  # an expert that lost to naive in the backtest gets no more than its prior weight
     break_ratio: Annotated[float, Field(ge=0)] = 30.0  # latest fold's error over the earlier folds' (0: off)
     break_floor: Annotated[float, Field(ge=0)] = 1e-3  # ... and above this MSE (scaled units): a regime break
-    break_unexplained: Annotated[float, Field(ge=0, le=1)] = 0.05  # a step or pulse must explain the rest of it
+    break_unexplained: Annotated[float, Field(ge=0, le=1)] = 0.05  # most of that fold a step or pulse may not explain
 
     @field_validator("sparse_folds")
     @classmethod
