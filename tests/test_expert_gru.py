@@ -140,6 +140,8 @@ def test_a_warm_started_sparse_fit_continues_where_the_short_fit_stopped() -> No
         ({"refine_iterations": -1}, "model.refine_iterations"),
         ({"sparse_folds": 9}, "model.sparse_folds"),
         ({"fold_iterations": 0}, "model.fold_iterations"),
+        ({"break_ratio": -1.0}, "model.break_ratio"),
+        ({"break_unexplained": 1.5}, "model.break_unexplained"),
     ],
 )
 def test_bad_expert_settings_are_one_line(values: dict, key: str) -> None:
