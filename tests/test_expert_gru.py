@@ -241,6 +241,16 @@ def test_a_level_shift_or_an_outlier_in_the_latest_backtest_fold_is_forecast_as_
     assert mse(off, lookback, continuation).mean() > 3 * naive  # the refits extrapolate the step
 
 
+def test_a_one_step_horizon_takes_a_jump_on_the_last_sample_as_a_level_shift() -> None:
+    config = ExpertGRUConfig(hidden=8, encoder_width=8, lookback=60, horizon=1, ar_orders=(1, 2, 4), periods=(10, 30))
+    model = build_model(config).eval()
+    t = torch.arange(61, dtype=torch.float64)
+    series = torch.stack([torch.sin(t / 3) + 2.0 * (t >= 59), torch.sin(t / 5)])  # a step on the last sample
+    with torch.no_grad():
+        forecast = model(series[:, :60].float()).double()
+    assert abs(forecast[0, 0] - series[0, 60]) < 1e-4 and forecast[1].isfinite().all()
+
+
 def test_the_intervention_fit_tells_a_step_from_a_pulse_and_both_from_a_drift() -> None:
     n = torch.arange(HORIZON, dtype=torch.float64)
     noise = 1e-3 * torch.randn(3, HORIZON, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -250,6 +260,8 @@ def test_the_intervention_fit_tells_a_step_from_a_pulse_and_both_from_a_drift() 
     assert abs(height[0] - 2.5) < 1e-3 and height[1] == 0  # a pulse shifts nothing
     last, _ = intervention_fit(torch.stack([n * 0, 4.0 * (n == HORIZON - 1)]))  # the last sample: a step of 4
     assert last.max() == 0 and intervention_fit(4.0 * (n == HORIZON - 1)[None].double())[1] == 4.0
+    one, height = intervention_fit(torch.tensor([[2.0]], dtype=torch.float64))  # a horizon of 1: a step
+    assert one == 0 and height == 2.0
 
 
 @pytest.mark.parametrize("trust_earned", [True, False])

@@ -145,7 +145,7 @@ def sparse_fits(config: ExpertGRUConfig) -> tuple[list[PeriodSparseFit], PeriodS
 
 def intervention_fit(residual: Tensor) -> tuple[Tensor, Tensor]:
     """Least-squares fits of a step (0 before some sample, a constant from it on) and of a pulse (one nonzero
-    sample before the last: one there is the step there) to each row of ``residual`` ``[R, n]``, ``n >= 2``:
+    sample before the last: one there is the step there) to each row of ``residual`` ``[R, n]``:
     the share of ``sum r²`` the better one leaves unexplained ``[R]`` and the step's height ``[R]`` (0 where
     the pulse fits strictly better). Float64 in, float64 out."""
     energy = residual.square()
@@ -155,7 +155,7 @@ def intervention_fit(residual: Tensor) -> tuple[Tensor, Tensor]:
     before_energy = after_energy[:, :1] - after_energy  # sum before each sample
     count = torch.arange(residual.shape[1], 0, -1, dtype=residual.dtype, device=residual.device)
     step, start = (before_energy + after_energy - after.square() / count).min(dim=1)
-    pulse = total - energy[:, :-1].amax(dim=1)
+    pulse = total - (energy[:, :-1].amax(dim=1) if residual.shape[1] > 1 else 0.0)  # one sample: the step
     height = torch.where(step <= pulse, after.gather(1, start[:, None])[:, 0] / count[start], 0.0)
     return torch.minimum(step, pulse).clamp_min(0.0) / total.clamp_min(torch.finfo(total.dtype).tiny), height
 
