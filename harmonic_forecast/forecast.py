@@ -120,8 +120,8 @@ class HarmonicForecaster:
         forecast with the last value and per-window AR, step by step, by their discounted errors at
         that step on the earlier windows of the same series whose value there it has seen
         (:mod:`harmonic_forecast.combination`; a step with no such window, e.g. every step of the first
-        window, is the model's forecast); without it each row is the model's forecast of its own window alone. A
-        constant window forecasts its constant. The series must be finite and hold at least
+        window, is the model's forecast); without it each row is the model's forecast of its own window
+        alone. A constant window forecasts its constant. The series must be finite and hold at least
         ``lookback`` samples: a NaN or inf anywhere raises :class:`ConfigError` naming its index,
         rather than giving NaN rows as :meth:`predict` does for windows.
         """

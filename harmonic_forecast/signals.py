@@ -802,13 +802,12 @@ def _signal_index(signal_counters: torch.Tensor) -> torch.Tensor:
 
 def _finish(spec: SignalSpec, key: int, signal_counters: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
     """Steps 2-4 of the module docstring, in place on the rendered harmonic part ``signal`` ``[B, L]``."""
+    t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)  # sample times, for what follows
     if spec.level != (0.0, 0.0) or spec.trend != (0.0, 0.0):
         level, trend = level_and_trend(spec, key, signal_counters)
-        t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)
         signal.add_(trend[:, None] * t).add_(level[:, None])
     if spec.level_shift != (0.0, 0.0):
         height, time = level_shifts(spec, key, signal_counters)
-        t = torch.arange(spec.length, device=signal.device, dtype=torch.float32)
         signal.addcmul_((t >= time[:, None]).to(signal.dtype), height[:, None])
     if spec.random_walk > 0:
         signal.add_(random_walk(spec, key, signal_counters))
