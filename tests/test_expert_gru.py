@@ -326,6 +326,21 @@ def test_row_chunks_keep_the_callers_grad_mode_and_raise_a_chunks_error() -> Non
 
         with pytest.raises(ValueError, match="second chunk"):
             row_threads.map_row_chunks(fails_on_the_second_chunk, rows)
+        assert torch.get_num_threads() == 2, "a failing chunk leaves the caller's thread count"
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_each_row_chunk_runs_on_one_intra_op_thread_and_the_callers_count_comes_back() -> None:
+    """Chunk threads with intra-op threads of their own would oversubscribe the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        (counts,) = row_threads.map_row_chunks(
+            lambda x: (torch.full((len(x),), torch.get_num_threads()),), torch.ones(256, 3)
+        )
+        assert (counts == 1).all()
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
 

@@ -4,7 +4,11 @@ Torch runs a batched LAPACK call (``cholesky_ex``, ``cholesky_inverse``, ``solve
 small matrix after another on a single core, whatever its thread count, and the per-window fits of
 the experts are mostly such calls. :func:`map_row_chunks` cuts the rows into one contiguous chunk per
 torch thread and runs the function on each chunk in its own Python thread (torch releases the GIL
-inside its ops), so every core factors matrices. Rows are independent in every function it is used
+inside its ops), so every core factors matrices. While the chunks run, torch's intra-op thread count is
+1: each chunk already has a core, and on these small float64 ops intra-op threads on top of the chunk
+threads oversubscribe the cores (two chunk threads each with two OpenMP threads on two cores ran the
+default model's experts at less than two thirds of the speed of two single-threaded chunks). The
+caller's count is restored when the chunks are done. Rows are independent in every function it is used
 with, so a row's result does not depend on the split beyond the rounding of the GEMMs (whose
 blocking may change with the row count); the split is a function of the row count and
 ``torch.get_num_threads()`` alone, so a run repeats bit for bit on the same machine.
@@ -50,5 +54,10 @@ def map_row_chunks(function: Callable[[Tensor], tuple[Tensor, ...]], rows: Tenso
         with torch.set_grad_enabled(grad):
             return function(chunk)
 
-    parts = list(_pool(chunks).map(run, rows.chunk(chunks)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a chunk per core; a pool thread takes this count at its first parallel op
+    try:
+        parts = list(_pool(chunks).map(run, rows.chunk(chunks)))
+    finally:
+        torch.set_num_threads(threads)
     return tuple(torch.cat(values) for values in zip(*parts, strict=True))
