@@ -13,7 +13,9 @@ maps stall at ~4e-6 on clean (3,45) signals where this fit reaches ~3e-7, and at
 The grid spans a few dozen dimensions of the window (the columns are band-limited), so the fit runs
 in the ``rank`` leading left singular directions of ``A``, which also discards the out-of-band noise.
 Every iteration is two GEMMs against the precomputed per-pair outer products ``a aᵀ`` plus a
-batched ``rank x rank`` Cholesky factor and its inverse (``cholesky_inverse``), all in float64.
+batched ``rank x rank`` Cholesky factor and its inverse (``cholesky_inverse``), all in float64. The
+first GEMM forms only the lower triangle of ``S``, the part the factor reads; the last iteration
+solves for ``S^-1 x`` with the factor instead of inverting ``S``.
 Like the Wiener path, :class:`SparseSkip` is fitted from windows handed in
 (a :class:`~harmonic_forecast.models.windows.WindowSource`), never from a stream.
 """
@@ -57,10 +59,15 @@ class PeriodSparseFit(nn.Module):
         projection = u[:, :rank]  # [L, r]
         reduced = atoms[..., :lookback] @ projection  # [P, 2, r]
         outer = reduced.mT @ reduced  # [P, r, r]: sum over the pair of a aᵀ
+        rows, columns = torch.tril_indices(rank, rank)
+        lower = rows * rank + columns  # the lower triangle's places in a flattened r x r matrix
         self.register_buffer("projection", projection, persistent=False)
         self.register_buffer("atom_rows", reduced.flatten(0, 1), persistent=False)  # [2P, r]: sin, cos per group
         self.register_buffer("horizon_atoms", atoms[..., lookback:], persistent=False)  # [P, 2, H]
         self.register_buffer("outer", outer.flatten(1), persistent=False)  # [P, r * r]
+        self.register_buffer("lower", lower, persistent=False)  # [r (r + 1) / 2]
+        self.register_buffer("outer_lower", outer.flatten(1)[:, lower].contiguous(), persistent=False)  # [P, T]
+        self.register_buffer("diagonal", (rows == columns).nonzero()[:, 0], persistent=False)  # [r] places in T
 
     @property
     def rank(self) -> int:
@@ -87,15 +94,19 @@ class PeriodSparseFit(nn.Module):
         reduced = x @ self.projection  # [B, r]
         if gamma is None:
             gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
-        eye = torch.eye(self.rank, dtype=torch.float64, device=x.device)
         last = max(self.iterations if iterations is None else iterations, 1) - 1
         for step in range(last + 1):
-            covariance = (gamma @ self.outer).view(-1, self.rank, self.rank) + noise[:, None, None] * eye
-            factor, info = torch.linalg.cholesky_ex(covariance)
-            inverse = torch.cholesky_inverse(factor)  # S^-1 [B, r, r]
-            alpha = (inverse @ reduced[:, :, None])[..., 0]  # S^-1 x
-            mean = gamma[:, :, None] * (alpha @ self.atom_rows.mT).view(len(x), -1, 2)  # [B, P, 2]
-            if step == last:  # the update after the last mean would go unused
+            lower = gamma @ self.outer_lower  # S's lower triangle, the only part the Cholesky factor reads
+            lower[:, self.diagonal] += noise[:, None]
+            covariance = lower.new_zeros(len(x), self.rank**2).index_copy_(1, self.lower, lower)
+            factor, info = torch.linalg.cholesky_ex(covariance.view(-1, self.rank, self.rank))
+            # S^-1 x; the last step solves for it alone: the update after the last mean would go unused
+            inverse = None if step == last else torch.cholesky_inverse(factor)  # S^-1 [B, r, r]
+            alpha = (
+                torch.cholesky_solve(reduced[:, :, None], factor) if inverse is None else inverse @ reduced[:, :, None]
+            )
+            mean = gamma[:, :, None] * (alpha[..., 0] @ self.atom_rows.mT).view(len(x), -1, 2)  # [B, P, 2]
+            if inverse is None:
                 break
             quadratic = inverse.flatten(1) @ self.outer.mT  # sum over the pair of aᵀ S^-1 a
             posterior = 2 * gamma - gamma.square() * quadratic
@@ -104,11 +115,14 @@ class PeriodSparseFit(nn.Module):
         return torch.einsum("bpk,pkh->bh", mean, self.horizon_atoms), gamma
 
     def flops(self) -> int:
-        """Matrix-multiply FLOPs of one window's forward pass (the Cholesky factor and its inverse not counted)."""
+        """Matrix-multiply FLOPs of one window's forward pass (the Cholesky factor, its inverse and the last
+        iteration's triangular solves not counted)."""
         periods, rank = self.outer.shape[0], self.rank
         lookback, horizon = self.projection.shape[0], self.horizon_atoms.shape[-1]
-        iteration = 2 * periods * rank * rank * 2 + 2 * rank * rank + 2 * periods * 2 * rank
-        unused_update = 2 * periods * rank * rank  # the update after the last posterior mean is not computed
+        covariance = 2 * periods * self.lower.numel()  # its lower triangle
+        iteration = covariance + 2 * periods * rank * rank + 2 * rank * rank + 2 * periods * 2 * rank
+        # the last posterior mean takes triangular solves, and the update after it is not computed
+        unused_update = 2 * rank * rank + 2 * periods * rank * rank
         return 2 * lookback * rank + max(self.iterations, 1) * iteration - unused_update + 2 * periods * 2 * horizon
 
 
