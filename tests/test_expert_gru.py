@@ -16,6 +16,7 @@ import time
 import pytest
 import torch
 
+from harmonic_forecast.baselines import AR_RIDGE, autoregressive_float64
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import load_forecaster
 from harmonic_forecast.models import ExpertGRUConfig, Forecaster, build_model, model_config, row_threads
@@ -24,6 +25,7 @@ from harmonic_forecast.models.skips import BacktestAR, PeriodSparseFit
 from harmonic_forecast.scaling import scale_windows
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import HarmonicStream
+from harmonic_forecast.suites import shift_sets
 from harmonic_forecast.trainer import stream_windows
 
 LOOKBACK, HORIZON = 100, 10
@@ -142,12 +144,61 @@ def test_a_warm_started_sparse_fit_continues_where_the_short_fit_stopped() -> No
         ({"fold_iterations": 0}, "model.fold_iterations"),
         ({"break_ratio": -1.0}, "model.break_ratio"),
         ({"break_unexplained": 1.5}, "model.break_unexplained"),
+        ({"clean_ar_order": 50}, "model.clean_ar_order"),
+        ({"clean_ar_order": -1}, "model.clean_ar_order"),
     ],
 )
 def test_bad_expert_settings_are_one_line(values: dict, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         model_config({"kind": "expert_gru", **values})
     assert key in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_noiseless_windows_ar_forecast_is_the_clean_order_refitted_outside_training(fresh_expert_gru) -> None:
+    """Outside training a noiseless window's AR forecast is order ``clean_ar_order`` fitted on the whole window;
+    noisy windows, and every window in training, keep the backtested order. On clean sums of up to 45 sines off
+    the grid, whose recurrences are longer than any order the 3-fold backtest can fit, it is closer."""
+    config = ExpertGRUConfig(hidden=8, encoder_width=8, clean_ar_order=40)
+    model = build_model(config)
+    model.wiener = fresh_expert_gru.wiener  # the fitted noise estimate
+    clean, _ = sines([[12.0, 30.0], [17.5, 41.0, 66.0], [25.0, 50.0, 71.3, 93.0]])
+    noisy = clean + 0.01 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (lookback,) = scale_windows(torch.cat([clean, noisy]))
+    is_clean = torch.tensor([True] * len(clean) + [False] * len(noisy))
+    backtested = BacktestAR(LOOKBACK, HORIZON, config.ar_orders, config.ar_folds)(lookback)[0]
+    by_hand = autoregressive_float64(lookback, HORIZON, 40, AR_RIDGE)
+    for training in (False, True):
+        model.train(training)
+        forecasts, _, variance, _ = model.experts(lookback)
+        assert ((variance < config.clean_noise_variance) == is_clean).all(), "both kinds of row are exercised"
+        refitted = is_clean & (not training)
+        torch.testing.assert_close(forecasts[refitted, 1], by_hand[refitted], rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(forecasts[~refitted, 1], backtested[~refitted], rtol=1e-9, atol=1e-12)
+
+    continuous = SignalSpec(
+        lookback=LOOKBACK, horizon=HORIZON, components=(3, 46), periods=(10.0, 100.0), integer_periods=False
+    )
+    lookback, target = HarmonicStream(continuous, 128, seed=5, split="test").batch(0)
+    lookback, target = scale_windows(lookback, target)
+    squared_error = {}
+    for training in (True, False):
+        model.train(training)
+        forecasts, *_ = model.experts(lookback)
+        squared_error[training] = (forecasts[:, 1] - target).square().mean().item()
+    assert squared_error[False] < 0.7 * squared_error[True], squared_error  # 0.4 x when written
+
+
+def test_a_noiseless_windows_clean_order_is_refused_where_its_recursion_leaves_the_safety_range(shipped) -> None:
+    """On this window of the shift suite (one sine group, noise estimate 4e-9) AR(44) is unstable: it keeps
+    the backtested order's forecast."""
+    spec = shift_sets(LOOKBACK, HORIZON)["seasonal + level shift clean"]
+    lookback, _ = HarmonicStream(spec, 4096, seed=1234, split="test").batch(0)
+    (x,) = scale_windows(lookback[2488:2489])
+    assert autoregressive_float64(x, HORIZON, shipped.config.clean_ar_order, AR_RIDGE).abs().max() > 1e6
+    forecasts, _, variance, _ = shipped.experts(x)
+    assert variance.item() < shipped.config.clean_noise_variance, "a noiseless window"
+    backtested = BacktestAR(LOOKBACK, HORIZON, shipped.config.ar_orders, shipped.config.ar_folds)(x)[0]
+    torch.testing.assert_close(forecasts[:, 1], backtested, rtol=1e-9, atol=1e-12)
 
 
 def test_the_sparse_backtest_averages_its_folds_each_warm_started_from_the_one_before(fresh_expert_gru) -> None:

@@ -212,7 +212,9 @@ def test_old_config_files_still_load(tmp_path: Path) -> None:
     assert model.config == SeedGRUConfig(hidden=32, input_scaling="none")
 
 
-def test_an_expert_gru_saved_before_the_sparse_folds_trust_cap_and_break_rule_reads_as_trained(tmp_path: Path) -> None:
+def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(
+    tmp_path: Path,
+) -> None:
     from harmonic_forecast.models import read_model_config
 
     build_model(ExpertGRUConfig(hidden=8, encoder_width=8, sparse_iterations=6)).save_pretrained(tmp_path)
@@ -220,9 +222,18 @@ def test_an_expert_gru_saved_before_the_sparse_folds_trust_cap_and_break_rule_re
     assert values["sparse_folds"] == 3  # written by this version
     for key in ("sparse_folds", "fold_iterations", "trust_earned", "break_ratio", "break_floor", "break_unexplained"):
         del values[key]
+    for key in ("clean_noise_variance", "clean_fold_iterations", "clean_refine_iterations", "clean_ar_order"):
+        del values[key]
     (tmp_path / "config.json").write_text(json.dumps(values))
     expected = ExpertGRUConfig(
-        hidden=8, encoder_width=8, sparse_iterations=6, sparse_folds=1, trust_earned=False, break_ratio=0.0
+        hidden=8,
+        encoder_width=8,
+        sparse_iterations=6,
+        sparse_folds=1,
+        trust_earned=False,
+        break_ratio=0.0,
+        clean_ar_order=0,
+        clean_noise_variance=1e-10,
     )
     assert read_model_config(tmp_path) == expected
 

@@ -155,8 +155,8 @@ def read_model_config(directory: Path) -> ModelConfig:
     """The model config in ``directory/config.json`` (kind under ``model_type``), or a one-line :class:`ConfigError`.
 
     A config saved before the scaling convention reads as ``input_scaling = "none"``, an ``expert_gru`` one
-    saved before its sparse backtest had folds as ``sparse_folds = 1``, before the regime-break rule with it off
-    (each as trained and as it forecast); the sparse fit's
+    saved before its sparse backtest had folds as ``sparse_folds = 1``, before the regime-break rule or the
+    noiseless windows' AR refit with them off (each as trained and as it forecast); the sparse fit's
     keys, which every kind used to write, are dropped for a kind that does not have them.
     """
     try:
@@ -173,4 +173,6 @@ def read_model_config(directory: Path) -> ModelConfig:
         values.setdefault("sparse_folds", 1)  # saved before the sparse expert's folds: one fold, as trained
         values.setdefault("trust_earned", False)  # saved before the gate's cap on losing experts
         values.setdefault("break_ratio", 0.0)  # saved before the regime-break rule: off, as it forecast then
+        values.setdefault("clean_ar_order", 0)  # saved before noiseless windows' AR refit: off,
+        values.setdefault("clean_noise_variance", 1e-10)  # at the threshold of that time
     return model_config({"kind": kind, **values})

@@ -19,6 +19,12 @@ each with its error measured inside the window (float64, no gradient):
   converging after a few iterations, and the extra ones cost time only on such windows. Training keeps the
   cheaper fits (the gate learns from the experts' errors, which the extra iterations only lower).
 
+Outside training, a noiseless window's AR forecast is that of order ``clean_ar_order`` refitted on the whole
+window (its backtest error stays the backtested order's), unless that forecast leaves the safety range below
+(an unstable recursion). Without noise there is nothing to overfit, and the backtest cannot try such orders:
+its shortest fit (``L - ar_folds H`` samples) holds too few equations. A clean sum of ``K`` sinusoids needs
+order ``2K``; for ``K`` above 16 the backtested orders stop short of it.
+
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
 ``H`` steps it is fed its previous forecast (detached) and the experts' forecasts of the step, and emits
@@ -86,9 +92,10 @@ class ExpertGRUConfig(ModelConfig):
     sparse_folds: Positive = 3  # backtest folds of the sparse expert, each fit warm-started from the one before
     fold_iterations: Positive = 2  # EM updates of each later fold's fit
     refine_iterations: Annotated[Int, Field(ge=0)] = 3  # more EM updates, warm-started, on the whole window
-    clean_noise_variance: Annotated[float, Field(ge=0)] = 1e-10  # below it a window is noiseless (scaled units)
+    clean_noise_variance: Annotated[float, Field(ge=0)] = 1e-8  # below it a window is noiseless (scaled units)
     clean_fold_iterations: Positive = 8  # outside training, EM updates of each backtest fold of a noiseless window
     clean_refine_iterations: Positive = 16  # outside training, EM updates of a noiseless window's whole-window fit
+    clean_ar_order: Annotated[Int, Field(ge=0)] = 44  # outside training, a noiseless window's AR order (0: off)
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
@@ -109,6 +116,16 @@ class ExpertGRUConfig(ModelConfig):
                 f"shortest period ({info.data['periods'][0]}); lower sparse_folds"
             )
         return folds
+
+    @field_validator("clean_ar_order")
+    @classmethod
+    def _clean_order_fits_the_window(cls, order: int, info: ValidationInfo) -> int:
+        if "lookback" in info.data and info.data["lookback"] - order < order + 1:
+            raise ValueError(
+                f"order {order} is too high to fit on the {info.data['lookback']} samples of the lookback "
+                "(it needs order + 1 equations); lower clean_ar_order"
+            )
+        return order
 
     @field_validator("ar_orders")
     @classmethod
@@ -205,8 +222,11 @@ class ExpertGRUForecaster(Forecaster):
     def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
-        sparse, sparse_error, sparse_folds = self._sparse_expert(x, variance)
+        clean = None if self.training else variance < self.config.clean_noise_variance  # noiseless windows
+        sparse, sparse_error, sparse_folds = self._sparse_expert(x, variance, clean)
         ar, ar_error, naive_error, ar_folds = self.ar(x)
+        if clean is not None and self.config.clean_ar_order and clean.any():
+            ar[clean] = self._clean_ar(x[clean], ar[clean])
         forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
         errors = torch.stack([naive_error, ar_error, sparse_error], dim=1)
         usable = forecasts.isfinite().all(dim=-1) & errors.isfinite()
@@ -214,6 +234,15 @@ class ExpertGRUForecaster(Forecaster):
         errors = torch.where(usable, errors, ERROR_RANGE[1]).clamp(*ERROR_RANGE)
         broken = self._regime_break([ar_folds, sparse_folds[:, None]])
         return forecasts, errors, variance, self._break_forecast(x, ar_folds, broken)
+
+    def _clean_ar(self, x: Tensor, ar: Tensor) -> Tensor:
+        """Noiseless windows' AR forecasts ``[R, H]``: order ``clean_ar_order`` refitted on each window ``x``
+        ``[R, L]``, where its forecast stays inside the safety range (an unstable recursion leaves it); ``ar``
+        elsewhere."""
+        refit = autoregressive_float64(x, self.config.horizon, self.config.clean_ar_order, AR_RIDGE)
+        low, high = lookback_bounds(x, self.config.max_excursion)
+        keep = ((refit >= low) & (refit <= high)).all(dim=1)  # False where not finite
+        return torch.where(keep[:, None], refit, ar)
 
     def _regime_break(self, folds: list[Tensor]) -> Tensor:
         """``[B]`` bool from the backtest MSEs per fold ``[B, forecasters, folds]`` (the latest fold first) of
@@ -245,11 +274,10 @@ class ExpertGRUForecaster(Forecaster):
         forecast[rows[accepted]] = (continued[:, horizon:] + height[:, None])[accepted]
         return forecast
 
-    def _sparse_expert(self, x: Tensor, variance: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _sparse_expert(self, x: Tensor, variance: Tensor, clean: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """The sparse expert's forecast ``[B, H]``, backtest MSE ``[B]`` and MSE per fold ``[B, sparse_folds]``
-        (the latest fold first); noiseless windows take the clean iteration counts outside training (see the
-        module docstring). Each row depends only on itself."""
-        clean = None if self.training else variance < self.config.clean_noise_variance
+        (the latest fold first); the noiseless windows ``clean`` ``[B]`` (None in training) take the clean
+        iteration counts (see the module docstring). Each row depends only on itself."""
         if clean is None or not clean.any():
             return self._sparse_fits(x, variance, clean=False)
         if clean.all():
@@ -317,7 +345,8 @@ class ExpertGRUForecaster(Forecaster):
 
         The AR expert's refit on the whole window is counted at its highest order (the order each window
         chooses is known only from its data), so the experts' count is an upper bound. It counts the
-        regular EM updates: a noiseless window outside training takes the ``clean_*_iterations`` ones.
+        regular EM updates and AR fits: a noiseless window outside training takes the ``clean_*_iterations``
+        EM updates and one more AR fit, of order ``clean_ar_order``.
         """
         lookback, horizon, hidden, width = config.lookback, config.horizon, config.hidden, config.encoder_width
         experts, features = len(EXPERTS), feature_count(config)
