@@ -5,10 +5,10 @@ small matrix after another on a single core, whatever its thread count, and the 
 the experts are mostly such calls. :func:`map_row_chunks` cuts the rows into one contiguous chunk per
 torch thread and runs the function on each chunk in its own Python thread (torch releases the GIL
 inside its ops), so every core factors matrices. While the chunks run, torch's intra-op thread count is
-1: each chunk already has a core, and on these small float64 ops intra-op threads on top of the chunk
-threads oversubscribe the cores (two chunk threads each with two OpenMP threads on two cores ran the
-default model's experts at less than two thirds of the speed of two single-threaded chunks). The
-caller's count is restored when the chunks are done. Rows are independent in every function it is used
+1: each chunk already has a core, and intra-op threads on top of the chunk threads would oversubscribe
+the cores (the README's benchmark section has the figures). The caller's count is restored when the
+chunks are done; torch work that another thread of the caller runs meanwhile sees the count of 1.
+Rows are independent in every function it is used
 with, so a row's result does not depend on the split beyond the rounding of the GEMMs (whose
 blocking may change with the row count); the split is a function of the row count and
 ``torch.get_num_threads()`` alone, so a run repeats bit for bit on the same machine.
