@@ -438,6 +438,7 @@ def gemm_table(spec: SignalSpec, device: torch.device) -> torch.Tensor:
 
 
 GEMM_DEPTH = 256  # the longest inner dimension a GEMM here is given (see render_gemm)
+GEMM_ROW_MULTIPLE = 8  # a GEMM here is given a multiple of this many rows (see render_gemm)
 
 
 def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
@@ -448,20 +449,23 @@ def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
     dimension across threads depending on the thread count and the shape (``K = 1996``, periods
     2..1000, gave different bits at 1 and 2 threads), which would make a row's bits depend on the
     machine's thread count, and so on the world size (launchers give each process fewer threads).
-    A single row is padded with a zero row: a one-row product goes through BLAS's matrix-vector
-    kernel, which rounds differently from the GEMM that every larger batch gets.
+    The rows are padded with zero rows to a multiple of ``GEMM_ROW_MULTIPLE``: BLAS takes other kernels
+    for a product of one row (matrix-vector) and, on AVX2 CPUs, for the last one to three rows of a
+    product, which round differently from the GEMM kernel that the other rows get.
     """
     coefficients = gemm_coefficients(spec, harmonics)
     table = gemm_table(spec, harmonics.period.device)
-    lone = len(coefficients) == 1
-    if lone:
-        coefficients = torch.cat([coefficients, torch.zeros_like(coefficients)])
+    rows = len(coefficients)
+    padding = -rows % GEMM_ROW_MULTIPLE if rows > 0 else 0
+    if padding:
+        coefficients = torch.cat([coefficients, coefficients.new_zeros(padding, coefficients.shape[1])])
     signal = coefficients[:, :GEMM_DEPTH] @ table[:GEMM_DEPTH]
     for first in range(GEMM_DEPTH, table.shape[0], GEMM_DEPTH):
         signal += coefficients[:, first : first + GEMM_DEPTH] @ table[first : first + GEMM_DEPTH]
-    return signal[:1] if lone else signal
+    return signal[:rows]
 
 
+_ALIGNED_COLUMNS = 16  # float32 columns in 64 bytes: render_direct's products are padded to a multiple of it
 _SLOT_BUCKET = 8  # on a CPU a row is rendered with its count rounded up to this many slots, not all of them
 
 
@@ -507,8 +511,10 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
     for any period. A gain that is linear within a block, ``G + b r``, adds the same products
     weighted by ``b r`` (see :func:`_block_gains`); the 1 -> r -> 1 gain's peak block is corrected by
     one more batched matmul. On a CPU, rows are grouped by their component count rounded up to
-    ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. A
-    row's bits therefore depend only on the row, not on the batch it is made in.
+    ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. Each row's
+    ``[L/R, R]`` product is padded with zero columns to a multiple of 16, so it starts 64-byte aligned
+    wherever the row sits in its chunk: on AVX2 CPUs, MKL's small batched GEMMs round an output matrix
+    differently by its address. A row's bits therefore depend only on the row, not on the batch it is made in.
     """
     batch, slots = harmonics.period.shape
     device = harmonics.period.device
@@ -530,11 +536,13 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
         chunk = max(1, max_elements // (width * (blocks + fine) * 2 * products))
         for start in range(first, first + rows, chunk):
             stop = min(start + chunk, first + rows)
+            # a lone row is rendered twice: a one-matrix bmm takes another kernel, which rounds differently
+            rows_here = range(start, stop) if stop - start > 1 else [start, start]
             fields = [
-                None if f is None else f[start:stop] if f.dim() == 1 else f[start:stop, :width]
+                None if f is None else f[rows_here] if f.dim() == 1 else f[rows_here, :width]
                 for f in _fields(harmonics)
             ]
-            part = _render_blocks(spec, Harmonics(*fields), fine, blocks, tables)
+            part = _render_blocks(spec, Harmonics(*fields), fine, blocks, tables)[: stop - start]
             if order is None:
                 result[start:stop] = part
             else:  # back to the batch's order
@@ -579,15 +587,21 @@ def _render_blocks(
         for column, weight in enumerate((gain, slope)):
             for wave in range(2):  # same-shape products: a broadcast over the 2 would cost 5x here
                 torch.mul(waves[:, :, wave], weight, out=left[:, :, column, wave])
-    out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), right.reshape(count, -1, fine))
+    columns = fine + -fine % _ALIGNED_COLUMNS  # each row's product starts 64-byte aligned (see render_direct)
+    out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), _pad_columns(right, columns))
     if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
         index, correction = kink
         at_peak = waves.gather(3, index[:, :, None, :].expand(-1, -1, 2, -1)).mul_(amplitude[..., None])
         wave = torch.mul(right[:, :, 0], at_peak[:, :, 0]).addcmul_(right[:, :, 1], at_peak[:, :, 1])
         wave.mul_(correction)
         one_hot = torch.zeros(count, slots, blocks, device=device).scatter_(2, index, 1.0)
-        out.baddbmm_(one_hot.transpose(1, 2), wave)
-    return out.view(count, blocks * fine)
+        out.baddbmm_(one_hot.transpose(1, 2), _pad_columns(wave, columns))
+    return out[:, :, :fine].reshape(count, blocks * fine)
+
+
+def _pad_columns(values: torch.Tensor, columns: int) -> torch.Tensor:
+    """``values`` ``[b, ..., n]`` as ``[b, -1, columns]``, zero columns after the ``n``."""
+    return torch.nn.functional.pad(values.reshape(len(values), -1, values.shape[-1]), (0, columns - values.shape[-1]))
 
 
 def _fields(harmonics: Harmonics) -> list[torch.Tensor | None]:
