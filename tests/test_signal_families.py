@@ -6,8 +6,8 @@ chi-square on drawn parameters and per-step values); mixtures against their sing
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,35 +50,29 @@ def _whole(stream: HarmonicStream, index: int) -> torch.Tensor:
     return torch.cat(stream.batch(index), dim=1)
 
 
-# Digests of batch 5 (batch 256, seed 3) computed on the code before families existed (commit 02a6245);
-# noisy_drift and continuous re-taken when render_direct became a block factorisation (rounding-level
-# change: max |new - old| 1.4e-6 on these batches, render error vs float64 ~1e-6 before and after), and
-# again when integer periods took their block sines from float64 tables and rows were grouped by
-# component count, the peak block corrected by (fall - rise)|t - peak| (max |new - old| 1.0e-6, 3.6e-7).
-# equal_raw re-taken when render_gemm cut its inner dimension into pieces of GEMM_DEPTH (max |new - old|
-# 1.2e-7): the old single GEMM's bits depended on the thread count.
+# Batch 5 (batch 256, seed 3) of each spec, every fourth row, in tests/data/golden_batches.npz: the values a
+# spec drew before signal families existed (commit 02a6245), re-taken at rounding-level changes of the
+# renderer (the block factorisation of render_direct: max |new - old| 1.4e-6; float64 tables for integer
+# periods: 1.0e-6; render_gemm's inner dimension in pieces: 1.2e-7). They were sha256 digests of the bits
+# until 2026-12-01, when a fresh clone on an AMD EPYC (AVX2) machine drew noisy_drift, continuous and
+# equal_raw up to 4e-7 away from the bits taken on another CPU: MKL's float32 kernels, and so the last
+# bits of a batch, differ between instruction sets. The batches are compared to 1e-5 here; bit-identity on
+# one machine (world sizes, thread counts, resume, the rows a batch is made of) is tested below.
 GOLDEN = {
-    "default": (SignalSpec(), "f752740c848622f4c54d99ba4cc4d614493a4836152c6c3e4607e48e8504284b"),
-    "noisy_drift": (
-        SignalSpec(components=(3, 20), noise=(0.0, 0.1, 0.3), drift=True),
-        "ce96e884571fd1e8c9bbafeb301069699a325a34ba41369ba2b460df5b0be94a",
-    ),
-    "continuous": (
-        SignalSpec(components=(1, 8), periods=(2.0, 500.0), integer_periods=False, noise=0.05),
-        "05dccbd92f5569af5458f7d566b76b36a2f66038b1ae137001323ca126eef489",
-    ),
-    "equal_raw": (
-        SignalSpec(components=(1, 4), periods=(2, 1000), amplitudes="equal", normalize=False),
-        "d37270ce80f2189c84d46e158efe6557d77b3674d74b10e6c73cf9e8edf5f367",
-    ),
+    "default": SignalSpec(),
+    "noisy_drift": SignalSpec(components=(3, 20), noise=(0.0, 0.1, 0.3), drift=True),
+    "continuous": SignalSpec(components=(1, 8), periods=(2.0, 500.0), integer_periods=False, noise=0.05),
+    "equal_raw": SignalSpec(components=(1, 4), periods=(2, 1000), amplitudes="equal", normalize=False),
 }
+GOLDEN_BATCHES = Path(__file__).parent / "data" / "golden_batches.npz"
+GOLDEN_TOLERANCE = 1e-5  # far above float32 rounding across CPUs, far below any change of what is drawn
 
 
 @pytest.mark.parametrize("name", list(GOLDEN))
-def test_existing_specs_give_bit_identical_batches(name: str) -> None:
-    spec, digest = GOLDEN[name]
-    batch = _whole(HarmonicStream(spec, batch_size=256, seed=3), 5)
-    assert hashlib.sha256(batch.numpy().tobytes()).hexdigest() == digest
+def test_existing_specs_give_the_same_batches(name: str) -> None:
+    batch = _whole(HarmonicStream(GOLDEN[name], batch_size=256, seed=3), 5)[::4]
+    with np.load(GOLDEN_BATCHES) as stored:
+        np.testing.assert_allclose(batch.numpy(), stored[name], rtol=0, atol=GOLDEN_TOLERANCE)
 
 
 # --- validation -------------------------------------------------------------------------------------
@@ -495,9 +489,7 @@ def restore_threads():
 LONG_GRID = SignalSpec(components=(1, 45), periods=(10, 1000), drift="linear")  # 3960 table rows: 16 pieces
 
 
-@pytest.mark.parametrize(
-    "spec", [*(spec for spec, _ in GOLDEN.values()), LONG_GRID, MIXTURE], ids=[*GOLDEN, "long_grid", "mixture"]
-)
+@pytest.mark.parametrize("spec", [*GOLDEN.values(), LONG_GRID, MIXTURE], ids=[*GOLDEN, "long_grid", "mixture"])
 def test_batches_do_not_depend_on_the_thread_count(spec: SignalSpec, restore_threads) -> None:
     """Launchers give each process fewer threads than a lone process has: the bits must not change."""
     batches = []
