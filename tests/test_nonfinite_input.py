@@ -54,6 +54,7 @@ def _with_bad_rows(lookback: torch.Tensor) -> torch.Tensor:
 
 
 GOOD_ROWS = [row for row in range(8) if row not in BAD_ROWS]
+ROUNDING = {"rtol": 1e-4, "atol": 1e-5}  # a row's forecast in another batch (see the first test below)
 
 
 def test_a_nan_variance_interpolates_to_nan_not_to_an_index_error() -> None:
@@ -73,8 +74,11 @@ def test_a_nonfinite_row_forecasts_nan_and_leaves_the_others(models: dict[str, F
     assert forecast.shape == (8, model.config.horizon)
     assert bool(forecast[list(BAD_ROWS)].isnan().all())
     assert bool(forecast[GOOD_ROWS].isfinite().all())
-    assert torch.equal(forecast[GOOD_ROWS], model(lookback)[GOOD_ROWS])  # the same batch without the bad values
-    torch.testing.assert_close(forecast[GOOD_ROWS], model(lookback[GOOD_ROWS]), rtol=1e-6, atol=1e-7)  # alone
+    # the same batch without the bad values, and the good rows alone: the same forecasts up to rounding. The
+    # experts fit rows in groups that the bad rows change; on AVX2 CPUs MKL's small batched kernels round a row
+    # by its place in them, and the near-singular fits of clean windows amplify that to ~1e-5 relative.
+    torch.testing.assert_close(forecast[GOOD_ROWS], model(lookback)[GOOD_ROWS], **ROUNDING)
+    torch.testing.assert_close(forecast[GOOD_ROWS], model(lookback[GOOD_ROWS]), **ROUNDING)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -87,7 +91,7 @@ def test_constant_windows_forecast_finite_values_and_leave_the_others(models: di
     forecast = model(lookback)
     assert bool(forecast.isfinite().all())
     others = [0, 1, 3, 5, 6, 7]
-    torch.testing.assert_close(forecast[others], model(lookback[others]), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(forecast[others], model(lookback[others]), **ROUNDING)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -62,14 +62,17 @@ def _test_set(noise: float) -> tuple[torch.Tensor, torch.Tensor]:
     return HarmonicStream(BAND.replace(noise=noise), 2048, seed=9, split="test").batch(0)
 
 
-@pytest.mark.parametrize("noise", [0.0, 0.03, 0.1])
-def test_matches_the_linear_map_fitted_at_each_noise_level(skip: WienerSkip, noise: float) -> None:
+# Noiseless, both maps sit at the float32 floor of the stream (~4e-6), where the Wiener path's eigenvectors and
+# the linear map's QR round differently on different CPUs: 1.05x on the machine this was written on, 1.44x
+# (4.9e-6 against 3.4e-6) on an AMD EPYC with AVX2 only.
+@pytest.mark.parametrize(("noise", "factor"), [(0.0, 1.6), (0.03, 1.05), (0.1, 1.05)])
+def test_matches_the_linear_map_fitted_at_each_noise_level(skip: WienerSkip, noise: float, factor: float) -> None:
     train = HarmonicStream(BAND.replace(noise=noise), 8192, seed=0)
     linear_map = LinearMap.fit_batches(train.batch(index) for index in range(8))
     lookback, target = _test_set(noise)
     forecast, _, _ = skip(lookback)
     assert forecast.dtype == torch.float64 and forecast.shape == target.shape
-    assert mse(forecast, target) < 1.05 * mse(linear_map(lookback), target)
+    assert mse(forecast, target) < factor * mse(linear_map(lookback), target)
 
 
 def test_noise_estimate_grows_with_the_noise(skip: WienerSkip) -> None:
