@@ -537,7 +537,7 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
         for start in range(first, first + rows, chunk):
             stop = min(start + chunk, first + rows)
             # a lone row is rendered twice: a one-matrix bmm takes another kernel, which rounds differently
-            rows_here = range(start, stop) if stop - start > 1 else [start, start]
+            rows_here = slice(start, stop) if stop - start > 1 else [start, start]
             fields = [
                 None if f is None else f[rows_here] if f.dim() == 1 else f[rows_here, :width]
                 for f in _fields(harmonics)
