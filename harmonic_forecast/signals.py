@@ -456,7 +456,7 @@ def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
     coefficients = gemm_coefficients(spec, harmonics)
     table = gemm_table(spec, harmonics.period.device)
     rows = len(coefficients)
-    padding = -rows % GEMM_ROW_MULTIPLE if rows > 0 else 0
+    padding = -rows % GEMM_ROW_MULTIPLE
     if padding:
         coefficients = torch.cat([coefficients, coefficients.new_zeros(padding, coefficients.shape[1])])
     signal = coefficients[:, :GEMM_DEPTH] @ table[:GEMM_DEPTH]

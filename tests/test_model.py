@@ -212,9 +212,7 @@ def test_old_config_files_still_load(tmp_path: Path) -> None:
     assert model.config == SeedGRUConfig(hidden=32, input_scaling="none")
 
 
-def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(
-    tmp_path: Path,
-) -> None:
+def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: Path) -> None:
     from harmonic_forecast.models import read_model_config
 
     build_model(ExpertGRUConfig(hidden=8, encoder_width=8, sparse_iterations=6)).save_pretrained(tmp_path)

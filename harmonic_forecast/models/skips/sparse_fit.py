@@ -96,9 +96,9 @@ class PeriodSparseFit(nn.Module):
             gamma = (power / self.outer.shape[0])[:, None].expand(-1, self.outer.shape[0]).clone()  # [B, P]
         last = max(self.iterations if iterations is None else iterations, 1) - 1
         for step in range(last + 1):
-            lower = gamma @ self.outer_lower  # S's lower triangle, the only part the Cholesky factor reads
-            lower[:, self.diagonal] += noise[:, None]
-            covariance = lower.new_zeros(len(x), self.rank**2).index_copy_(1, self.lower, lower)
+            triangle = gamma @ self.outer_lower  # S's lower triangle, the only part the Cholesky factor reads
+            triangle[:, self.diagonal] += noise[:, None]
+            covariance = triangle.new_zeros(len(x), self.rank**2).index_copy_(1, self.lower, triangle)
             factor, info = torch.linalg.cholesky_ex(covariance.view(-1, self.rank, self.rank))
             # S^-1 x; the last step solves for it alone: the update after the last mean would go unused
             inverse = None if step == last else torch.cholesky_inverse(factor)  # S^-1 [B, r, r]
