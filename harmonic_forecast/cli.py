@@ -20,7 +20,7 @@ import numpy as np
 
 from harmonic_forecast import __version__
 from harmonic_forecast.cpu_allocator import keep_freed_memory
-from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.errors import ConfigError, report
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import SPLITS, HarmonicStream
 
@@ -84,10 +84,10 @@ def _train(args: argparse.Namespace) -> int:
                 result = train(config, output_dir, max_steps=args.max_steps, resume=args.resume)
                 status = EXIT_PREEMPTED if result.preempted else 0
             except DivergedError as error:
-                print(f"harmonic-forecast: training diverged: {error}", file=sys.stderr)
+                report(f"training diverged: {error}")
                 status = EXIT_DIVERGED
             except CheckpointWriteError as error:
-                print(f"harmonic-forecast: error: {error}", file=sys.stderr)
+                report(f"error: {error}")
                 status = EXIT_SAVE_FAILED
         if main_process:
             with contextlib.suppress(OSError):  # a full disk: the job script then sees no status, so no requeue
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except ConfigError as error:
-        print(f"harmonic-forecast: error: {error}", file=sys.stderr)
+        report(f"error: {error}")
         return EXIT_BAD_INPUT
 
 

@@ -1,4 +1,4 @@
-"""The one-line error for bad user input, and the small checks of plain function arguments.
+"""The one-line error for bad user input, the small checks of plain function arguments, and the line that reports them.
 
 Each check raises :class:`ConfigError` with one line that names the offending field, so the CLI
 can print it and exit with status 2 instead of showing a traceback. The configs (run, model, signal)
@@ -7,11 +7,23 @@ are pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turn
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
 class ConfigError(ValueError):
     """Bad user input (config, checkpoint, data); its message is one line naming the field."""
+
+
+def report(message: str) -> None:
+    """Write ``harmonic-forecast: <message>`` on stderr as one line in a single write.
+
+    Ranks of one job share a stderr pipe. ``print`` writes the text and its newline separately when
+    Python runs unbuffered (``PYTHONUNBUFFERED=1``, common on clusters and CI), so two ranks' messages
+    could run into one line; one ``write`` of under ``PIPE_BUF`` bytes reaches the pipe whole.
+    """
+    sys.stderr.write(f"harmonic-forecast: {message}\n")
+    sys.stderr.flush()
 
 
 def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:

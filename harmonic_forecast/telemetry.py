@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from harmonic_forecast.errors import report
+
 
 class Telemetry:
     """Sends every record to the JSONL file and, when enabled, to wandb under the same step."""
@@ -82,7 +84,7 @@ class Telemetry:
 
 def warn(message: str) -> None:
     """One line on stderr, prefixed like every message of the command line."""
-    print(f"harmonic-forecast: warning: {message}", file=sys.stderr, flush=True)
+    report(f"warning: {message}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -141,6 +141,30 @@ def test_invalid_toml_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     assert status == 2 and "invalid TOML" in error and len(error.strip().splitlines()) == 1
 
 
+class _Writes:
+    """A stderr that keeps each ``write`` call apart, as an unbuffered pipe shared by ranks sees them."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_an_error_line_reaches_stderr_in_one_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranks share stderr: a message and its newline written apart let two ranks' lines run together."""
+    stderr = _Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    assert main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")]) == 2
+    assert len(stderr.calls) == 1 and stderr.calls[0].startswith("harmonic-forecast: error: ")
+    assert stderr.calls[0].endswith("\n") and stderr.calls[0].count("\n") == 1
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_run_config(tmp_path / "absent.toml")
