@@ -22,8 +22,11 @@ def report(message: str) -> None:
     Python runs unbuffered (``PYTHONUNBUFFERED=1``, common on clusters and CI), so two ranks' messages
     could run into one line; one ``write`` of under ``PIPE_BUF`` bytes reaches the pipe whole.
     """
-    sys.stderr.write(f"harmonic-forecast: {message}\n")
-    sys.stderr.flush()
+    stream = sys.stderr
+    if stream is None:  # an interpreter started without one (pythonw, some daemons): nowhere to say it
+        return
+    stream.write(f"harmonic-forecast: {message}\n")
+    stream.flush()
 
 
 def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -165,6 +165,13 @@ def test_an_error_line_reaches_stderr_in_one_write(tmp_path: Path, monkeypatch: 
     assert stderr.calls[0].endswith("\n") and stderr.calls[0].count("\n") == 1
 
 
+def test_an_error_line_without_a_stderr_is_dropped_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``print`` ignores a missing stderr (an interpreter started without one); so does the CLI's error line."""
+    monkeypatch.setattr(sys, "stderr", None)
+    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    assert main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")]) == 2
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_run_config(tmp_path / "absent.toml")
