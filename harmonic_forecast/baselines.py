@@ -104,6 +104,22 @@ def naive(lookback: Tensor, horizon: int) -> Tensor:
     return lookback[:, -1:].float().expand(-1, horizon).contiguous()
 
 
+def drift(lookback: Tensor, horizon: int) -> Tensor:
+    """The drift method: the last sample plus ``h`` mean steps of the lookback, ``[N, H]`` float32.
+
+    ``forecast[h - 1] = x[L - 1] + h (x[L - 1] - x[0]) / (L - 1)`` for ``h = 1 .. H``: a random walk with
+    drift, the straight line through the window's first and last samples continued (Hyndman & Athanasopoulos,
+    *Forecasting: Principles and Practice*, 3rd ed., 2021, §5.2). Computed in float64. Raises
+    :class:`ConfigError` for a lookback of fewer than 2 samples.
+    """
+    length = _check_lookback(lookback, minimum=2)
+    horizon = require_int("horizon", horizon, minimum=1)
+    x = lookback.double()
+    step = (x[:, -1:] - x[:, :1]) / (length - 1)
+    ahead = torch.arange(1, horizon + 1, device=lookback.device, dtype=torch.float64)
+    return (x[:, -1:] + step * ahead).float()
+
+
 def seasonal_period(lookback: Tensor, min_period: int = 2) -> Tensor:
     """Per row, the lag in ``[min_period, L // 2]`` of highest autocorrelation of the mean-removed window, ``[N]``.
 

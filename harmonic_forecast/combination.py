@@ -1,4 +1,4 @@
-"""Forecast combination over a series' own past: the model, the last value and per-window AR, by their recent errors.
+"""Forecast combination over a series' own past: the model, the last value, AR and drift, by their recent errors.
 
 On a series, every window but the last ones has a continuation already observed, so how well each
 forecaster has been doing on *this* series is known when the next forecast is made. Stock & Watson
@@ -14,8 +14,11 @@ lookback-scaled units (:mod:`harmonic_forecast.scaling`), so the weights do not 
 units. Window ``j``'s step ``h`` is the last sample of window ``j + h``, so exactly the windows
 ``j <= i - h`` enter: the combination is causal and uses each step's newest errors. A step with no such
 window keeps the first forecaster's forecast (the model's). ``forecast(series)`` combines the model with
-naive (the last value, a random walk's best forecast) and per-window AR with its order backtested inside
-the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`). ``POWER`` is Stock & Watson's
+naive (the last value, a random walk's best forecast), per-window AR with its order backtested inside
+the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`) and the drift method
+(:func:`~harmonic_forecast.baselines.drift`: the last value plus the lookback's mean step, a random walk
+with drift's forecast, which trending series such as GDP or prices follow and the model, trained on
+stationary sums of harmonics, does not). ``POWER`` is Stock & Watson's
 1: sharper weights (2, 4, 8) did not help on the real suite or on random walks, where the forecasters'
 discounted errors are close and trade places.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harmonic_forecast.baselines import BACKTEST_AR_ORDERS, BACKTEST_FOLDS, backtest_autoregressive
+from harmonic_forecast.baselines import BACKTEST_AR_ORDERS, BACKTEST_FOLDS, backtest_autoregressive, drift
 from harmonic_forecast.scaling import clip_to_lookback, scale_windows, unscale
 
 DISCOUNT = 0.95  # one of Stock & Watson's discount factors
@@ -36,25 +39,29 @@ ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight,
 
 
 def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
-    """Naive and per-window AR forecasts ``[2, N, H]`` float64 of windows ``[N, L]`` in their own units.
+    """Naive, per-window AR and drift forecasts ``[3, N, H]`` float64 of windows ``[N, L]`` in their own units.
 
-    AR is fitted to each window scaled by its lookback and mapped back, so it is affine equivariant like the
-    model; its orders are those of :data:`~harmonic_forecast.baselines.BACKTEST_AR_ORDERS` that its backtest
-    can fit in ``L``. Its forecast is clipped to the lookback mean ± :data:`MAX_EXCURSION` × the lookback's
-    largest deviation from it (naive where not finite), so a combination of it with naive and the default
-    model stays in that range. A lookback too short for any order gives naive alone, ``[1, N, H]``.
+    AR and drift are computed on each window scaled by its lookback and mapped back, so they are affine
+    equivariant like the model; AR's orders are those of :data:`~harmonic_forecast.baselines.BACKTEST_AR_ORDERS`
+    that its backtest can fit in ``L``. Both are clipped to the lookback mean ± :data:`MAX_EXCURSION` × the
+    lookback's largest deviation from it (naive where not finite), so a combination of them with naive and the
+    default model stays in that range. A lookback too short for any AR order gives naive and drift,
+    ``[2, N, H]``; a one-sample lookback naive alone, ``[1, N, H]``.
     """
     naive = np.repeat(windows[:, -1:], horizon, axis=1).astype(np.float64)
-    shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
-    orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
-    if not orders:
+    if windows.shape[1] < 2:
         return naive[None]
     lookback = torch.tensor(windows, dtype=torch.float64)  # a copy: sliding-window views are read-only
     (scaled,) = scale_windows(lookback)
-    ar = clip_to_lookback(unscale(backtest_autoregressive(scaled, horizon, orders), lookback), lookback, MAX_EXCURSION)
-    ar = ar.numpy()
-    ar = np.where(np.isfinite(ar), ar, naive)
-    return np.stack([naive, ar])
+
+    def bounded(forecast: torch.Tensor) -> np.ndarray:
+        values = clip_to_lookback(unscale(forecast, lookback), lookback, MAX_EXCURSION).numpy()
+        return np.where(np.isfinite(values), values, naive)
+
+    shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
+    orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
+    ar = [bounded(backtest_autoregressive(scaled, horizon, orders))] if orders else []
+    return np.stack([naive, *ar, bounded(drift(scaled, horizon))])
 
 
 def combination_weights(windows: np.ndarray, forecasts: np.ndarray, horizon: int) -> np.ndarray:

@@ -117,7 +117,7 @@ class HarmonicForecaster:
         The next ``horizon`` samples after the series (``[horizon]``), or with ``rolling`` one
         forecast after every complete window (``[len - lookback + 1, horizon]``, row i forecasts
         samples ``i + lookback ...``). With ``combine`` (the default) each row combines the model's
-        forecast with the last value and per-window AR, step by step, by their discounted errors at
+        forecast with the last value, per-window AR and drift, step by step, by their discounted errors at
         that step on the earlier windows of the same series whose value there it has seen
         (:mod:`harmonic_forecast.combination`; a step with no such window, e.g. every step of the first
         window, is the model's forecast); without it each row is the model's forecast of its own window

@@ -3,14 +3,15 @@
 Every window of ``lookback + horizon`` samples at a fixed ``stride`` (starts ``0, stride, ...``) of every
 series is forecast. The model goes through the user path, ``HarmonicForecaster.forecast(series, rolling=True)``
 in the series' raw units, one row per window (at a stride above 1, ``forecast`` of the series up to the
-window's end), so it is combined with naive and per-window AR by their errors on the series' earlier
+window's end), so it is combined with naive, per-window AR and drift by their errors on the series' earlier
 windows (:mod:`harmonic_forecast.combination`), as a user's forecast of a series is; ``model_alone`` is
 the model's forecast of each window alone (``combine=False``).
 The baselines see the same lookbacks scaled as the model scales them (:mod:`harmonic_forecast.scaling`:
 centred on their mean, divided by their standard deviation) and their forecasts are mapped back:
 naive, seasonal naive with the series' seasonal period, per-window AR with its order chosen by a backtest
-inside the lookback (:func:`~harmonic_forecast.baselines.backtest_autoregressive`), and the linear map
-fitted on the synthetic stream (components (3,45), noise σ = 0.1).
+inside the lookback (:func:`~harmonic_forecast.baselines.backtest_autoregressive`), the drift method
+(:func:`~harmonic_forecast.baselines.drift`) and the linear map fitted on the synthetic stream (components
+(3,45), noise σ = 0.1).
 
 Per series and forecaster:
 
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harmonic_forecast.baselines import LinearMap, backtest_autoregressive, naive, seasonal_naive
+from harmonic_forecast.baselines import LinearMap, backtest_autoregressive, drift, naive, seasonal_naive
 from harmonic_forecast.errors import require_int
 from harmonic_forecast.evaluate import (
     TEST_SEED,
@@ -113,7 +114,7 @@ def real_forecasts(
     """Forecaster name -> scaled forecasts ``[N, H]`` float64 of ``windows`` of ``series``.
 
     The model through the user path: ``forecast(series, rolling=True)`` at stride 1, ``forecast`` of the series
-    up to each window's end at a larger stride (the same rows, row for row, combined with naive and AR); and
+    up to each window's end at a larger stride (the same rows, row for row, combined with naive, AR and drift); and
     ``model_alone``, the model's forecast of each window alone (``combine=False``).
     """
     horizon, length = forecaster.horizon, forecaster.lookback
@@ -129,6 +130,7 @@ def real_forecasts(
         "naive": functools.partial(naive, horizon=horizon),
         "seasonal_naive": functools.partial(seasonal_naive, horizon=horizon, period=series.season),
         "ar_backtest": functools.partial(backtest_autoregressive, horizon=horizon),
+        "drift": functools.partial(drift, horizon=horizon),
         "linear_map": linear_map,
     }
     forecasts = {label: (values - windows.center) / windows.scale for label, values in raw.items()}

@@ -20,6 +20,7 @@ from harmonic_forecast.baselines import (
     backtest_autoregressive,
     choose_ar_order,
     dft_extrapolation,
+    drift,
     mse,
     naive,
     seasonal_naive,
@@ -144,6 +145,21 @@ def test_backtested_ar_picks_a_low_order_on_random_walks() -> None:
     assert orders.float().median() <= 4
     forecast = backtest_autoregressive(walks, HORIZON)
     assert forecast.shape == (256, HORIZON) and forecast.dtype == torch.float32 and forecast.isfinite().all()
+
+
+def test_drift_continues_the_line_through_the_first_and_last_samples() -> None:
+    """Hyndman & Athanasopoulos's drift method: exact on a line, whatever lies between its two ends."""
+    t = torch.arange(LOOKBACK + HORIZON, dtype=torch.float64)
+    line = (1e4 + 0.25 * t)[None]  # a large level: computed in float64, the step is not lost to rounding
+    torch.testing.assert_close(drift(line[:, :LOOKBACK], HORIZON), line[:, LOOKBACK:].float(), atol=0, rtol=1e-7)
+    bumped = line[:, :LOOKBACK].clone()
+    bumped[:, 1:-1] += torch.randn(1, LOOKBACK - 2, dtype=torch.float64)  # only the ends count
+    torch.testing.assert_close(drift(bumped, HORIZON), line[:, LOOKBACK:].float(), atol=0, rtol=1e-7)
+    walk = torch.randn(4, LOOKBACK).cumsum(dim=1)
+    torch.testing.assert_close(drift(3.0 * walk - 2.0, HORIZON), 3.0 * drift(walk, HORIZON) - 2.0, rtol=1e-5, atol=1e-4)
+    assert drift(walk, HORIZON).dtype == torch.float32
+    with pytest.raises(ConfigError, match="at least 2 samples"):
+        drift(walk[:, :1], HORIZON)
 
 
 def test_seasonal_naive_with_a_given_period() -> None:

@@ -1,4 +1,4 @@
-"""The combination of the model with naive and per-window AR by their discounted errors on a series' earlier windows."""
+"""The combination of the model with naive, per-window AR and drift by their discounted errors on earlier windows."""
 
 from __future__ import annotations
 
@@ -56,28 +56,52 @@ def test_the_weights_are_stock_and_watsons_discounted_inverse_mse_per_step_and_c
         assert (moved[0, row + step :, step - 1] < weights[0, row + step :, step - 1]).all()
 
 
-def test_the_classical_forecasts_are_naive_and_affine_equivariant_ar() -> None:
+def test_the_classical_forecasts_are_naive_and_affine_equivariant_ar_and_drift() -> None:
     windows, _ = _random_walk()
     t = np.arange(LOOKBACK + HORIZON)
     tone = np.sin(2 * np.pi * t / 7.3)[None]  # AR(2) continues a pure tone exactly
-    naive, ar = classical_forecasts(np.vstack([windows[:3], tone[:, :LOOKBACK]]), HORIZON)
+    naive, ar, drift = classical_forecasts(np.vstack([windows[:3], tone[:, :LOOKBACK]]), HORIZON)
     np.testing.assert_array_equal(naive[:3], windows[:3, -1:].repeat(HORIZON, axis=1))
     np.testing.assert_allclose(ar[3], tone[0, LOOKBACK:], atol=1e-5)
-    _, moved = classical_forecasts(4.0 * windows[:3] - 7.0, HORIZON)
-    np.testing.assert_allclose(moved, 4.0 * ar[:3] - 7.0, rtol=1e-5, atol=1e-4)
+    step = (windows[:3, -1] - windows[:3, 0]) / (LOOKBACK - 1)  # the last value plus h mean steps
+    np.testing.assert_allclose(drift[:3], windows[:3, -1:] + step[:, None] * np.arange(1, HORIZON + 1), rtol=1e-6)
+    _, moved_ar, moved_drift = classical_forecasts(4.0 * windows[:3] - 7.0, HORIZON)
+    np.testing.assert_allclose(moved_ar, 4.0 * ar[:3] - 7.0, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(moved_drift, 4.0 * drift[:3] - 7.0, rtol=1e-5, atol=1e-4)
 
 
-def test_a_lookback_too_short_for_any_ar_order_combines_with_naive_alone() -> None:
+def test_on_a_trending_series_the_drift_forecast_takes_the_weight_the_last_value_loses() -> None:
+    """A random walk with drift (GDP, prices): the last value lags by h steps of drift, drift does not."""
+    series = np.cumsum(0.5 + 0.1 * np.random.default_rng(5).normal(size=260)) + 50.0
+    windows = series_windows(series, LOOKBACK)
+    naive, ar, drift = classical_forecasts(windows, HORIZON)
+    lagging = naive - 2.0  # a model that lags further still
+    weights = combination_weights(windows, np.stack([lagging, naive, ar, drift]), HORIZON)
+    seen = weights[:, HORIZON:]
+    assert (seen[3] > 10 * seen[1]).all() and seen[3].mean() > 0.5
+    combined = np.einsum("fnh,fnh->nh", weights, np.stack([lagging, naive, ar, drift]))[HORIZON:-HORIZON]
+    truth = series_windows(series[LOOKBACK:], HORIZON)[HORIZON : len(windows) - HORIZON]
+    error = {name: np.mean((f[HORIZON:-HORIZON] - truth) ** 2) for name, f in (("naive", naive), ("ar", ar))}
+    assert np.mean((combined - truth) ** 2) < min(0.05 * error["naive"], error["ar"])
+
+
+def test_a_lookback_too_short_for_any_ar_order_combines_with_naive_and_drift() -> None:
     windows = series_windows(np.sin(np.arange(60) / 3.0), 12)  # 12 - 3 x 5 leaves no sample to fit AR on
     forecasts = classical_forecasts(windows, HORIZON)
-    assert forecasts.shape == (1, len(windows), HORIZON)
+    assert forecasts.shape == (2, len(windows), HORIZON)
     np.testing.assert_array_equal(forecasts[0], windows[:, -1:].repeat(HORIZON, axis=1))
+    step = (windows[:, -1:] - windows[:, :1]) / 11
+    center = windows.mean(axis=1, keepdims=True)
+    bound = 3 * np.abs(windows - center).max(axis=1, keepdims=True)  # the safety range clips it
+    expected = np.clip(windows[:, -1:] + step * np.arange(1, HORIZON + 1), center - bound, center + bound)
+    np.testing.assert_allclose(forecasts[1], expected, rtol=1e-6, atol=1e-7)
+    assert classical_forecasts(windows[:, -1:], HORIZON).shape == (1, len(windows), HORIZON)
 
 
 def test_an_exploding_ar_fit_is_clipped_to_three_lookback_deviations() -> None:
     t = np.arange(LOOKBACK)
     growing = (1.3**t)[None] + 0.01 * np.random.default_rng(4).normal(size=(1, LOOKBACK))  # AR extrapolates it
-    _, ar = classical_forecasts(growing, HORIZON)
+    _, ar, _ = classical_forecasts(growing, HORIZON)
     center = growing.mean()
     bound = 3.0 * np.abs(growing - center).max()
     assert np.isfinite(ar).all() and np.abs(ar - center).max() <= bound * (1 + 1e-12)

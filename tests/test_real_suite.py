@@ -16,7 +16,7 @@ from harmonic_forecast.real_suite import RealSuiteSettings, fit_linear_map, mase
 
 pytest.importorskip("statsmodels")
 
-FORECASTERS = {"model", "model_alone", "naive", "seasonal_naive", "ar_backtest", "linear_map"}
+FORECASTERS = {"model", "model_alone", "naive", "seasonal_naive", "ar_backtest", "drift", "linear_map"}
 STRIDE = 40  # a few windows per series: the full suite (stride 1) is `harmonic-forecast evaluate --suite real`
 
 
