@@ -18,9 +18,9 @@ naive (the last value, a random walk's best forecast), per-window AR with its or
 the window (:func:`~harmonic_forecast.baselines.backtest_autoregressive`) and the drift method
 (:func:`~harmonic_forecast.baselines.drift`: the last value plus the lookback's mean step, a random walk
 with drift's forecast, which trending series such as GDP or prices follow and the model, trained on
-stationary sums of harmonics, does not). ``POWER`` is Stock & Watson's
-1: sharper weights (2, 4, 8) did not help on the real suite or on random walks, where the forecasters'
-discounted errors are close and trade places.
+stationary sums of harmonics, does not). ``POWER`` is Stock & Watson's 1: sharper weights (2, 4, 8) did
+not help on the real suite or on random walks, where the forecasters' discounted errors are close and
+trade places.
 """
 
 from __future__ import annotations
