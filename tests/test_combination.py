@@ -75,11 +75,11 @@ def test_on_a_trending_series_the_drift_forecast_takes_the_weight_the_last_value
     series = np.cumsum(0.5 + 0.1 * np.random.default_rng(5).normal(size=260)) + 50.0
     windows = series_windows(series, LOOKBACK)
     naive, ar, drift = classical_forecasts(windows, HORIZON)
-    lagging = naive - 2.0  # a model that lags further still
-    weights = combination_weights(windows, np.stack([lagging, naive, ar, drift]), HORIZON)
+    forecasts = np.stack([naive - 2.0, naive, ar, drift])  # first a model that lags further still
+    weights = combination_weights(windows, forecasts, HORIZON)
     seen = weights[:, HORIZON:]
     assert (seen[3] > 10 * seen[1]).all() and seen[3].mean() > 0.5
-    combined = np.einsum("fnh,fnh->nh", weights, np.stack([lagging, naive, ar, drift]))[HORIZON:-HORIZON]
+    combined = np.einsum("fnh,fnh->nh", weights, forecasts)[HORIZON:-HORIZON]
     truth = series_windows(series[LOOKBACK:], HORIZON)[HORIZON : len(windows) - HORIZON]
     error = {name: np.mean((f[HORIZON:-HORIZON] - truth) ** 2) for name, f in (("naive", naive), ("ar", ar))}
     assert np.mean((combined - truth) ** 2) < min(0.05 * error["naive"], error["ar"])

@@ -25,6 +25,9 @@ CLI_RUN = tiny_config(
 )
 
 
+INVALID_TOML = "[signal]\nlookback = 100\n[[[\n"
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "harmonic_forecast", *args], capture_output=True, text=True, cwd=cwd, timeout=300
@@ -135,7 +138,7 @@ def test_bad_configs_exit_2_with_one_line(
 
 
 def test_invalid_toml_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    path = write_config(tmp_path, INVALID_TOML, "bad.toml")
     status = main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")])
     error = capsys.readouterr().err
     assert status == 2 and "invalid TOML" in error and len(error.strip().splitlines()) == 1
@@ -159,7 +162,7 @@ def test_an_error_line_reaches_stderr_in_one_write(tmp_path: Path, monkeypatch: 
     """Ranks share stderr: a message and its newline written apart let two ranks' lines run together."""
     stderr = _Writes()
     monkeypatch.setattr(sys, "stderr", stderr)
-    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    path = write_config(tmp_path, INVALID_TOML, "bad.toml")
     assert main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")]) == 2
     assert len(stderr.calls) == 1 and stderr.calls[0].startswith("harmonic-forecast: error: ")
     assert stderr.calls[0].endswith("\n") and stderr.calls[0].count("\n") == 1
@@ -168,7 +171,7 @@ def test_an_error_line_reaches_stderr_in_one_write(tmp_path: Path, monkeypatch: 
 def test_an_error_line_without_a_stderr_is_dropped_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``print`` ignores a missing stderr (an interpreter started without one); so does the CLI's error line."""
     monkeypatch.setattr(sys, "stderr", None)
-    path = write_config(tmp_path, "[signal]\nlookback = 100\n[[[\n", "bad.toml")
+    path = write_config(tmp_path, INVALID_TOML, "bad.toml")
     assert main(["train", "--config", str(path), "--output-dir", str(tmp_path / "out")]) == 2
 
 
