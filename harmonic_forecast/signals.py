@@ -465,7 +465,7 @@ def render_gemm(spec: SignalSpec, harmonics: Harmonics) -> torch.Tensor:
     return signal[:rows]
 
 
-_ALIGNED_COLUMNS = 16  # float32 columns in 64 bytes: render_direct's products are padded to a multiple of it
+_ALIGNED_COLUMNS = 16  # float32 columns in 64 bytes: render_direct's block length R is a multiple of it
 _SLOT_BUCKET = 8  # on a CPU a row is rendered with its count rounded up to this many slots, not all of them
 
 
@@ -500,25 +500,25 @@ def _block_tables(p_lo: float, p_hi: float, fine: int, blocks: int, device: torc
 def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 << 22) -> torch.Tensor:
     """``[B, L]`` un-normalised signals for any periods and gains, by one batched matmul per chunk of rows.
 
-    Time is split as ``t = s + r`` with block starts ``s = R q`` (``R = ceil(sqrt L)``) and offsets
-    ``r < R``, and the angle-addition identity ``sin(w s + phi + w r) = cos(w s + phi) sin(w r) +
-    sin(w s + phi) cos(w r)`` turns the ``[B, K, L]`` sines into sines and cosines of ``[B, K, L/R]``
-    and ``[B, K, R]`` angles (about ``2 sqrt L`` instead of ``L`` per component), summed over
-    components by ``torch.bmm`` of ``[B, L/R, n K]`` and ``[B, n K, R]``. Integer periods take both
-    from tables made once in float64 (:class:`_BlockTables`); other periods reduce both angles
-    exactly with ``fmod`` of the integer time by the period before scaling (skipped where the periods
-    exceed every such time, which gives the same bits), so float32 keeps about 1e-6 absolute accuracy
-    for any period. A gain that is linear within a block, ``G + b r``, adds the same products
-    weighted by ``b r`` (see :func:`_block_gains`); the 1 -> r -> 1 gain's peak block is corrected by
-    one more batched matmul. On a CPU, rows are grouped by their component count rounded up to
-    ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. Each row's
-    ``[L/R, R]`` product is padded with zero columns to a multiple of 16, so it starts 64-byte aligned
-    wherever the row sits in its chunk: on AVX2 CPUs, MKL's small batched GEMMs round an output matrix
-    differently by its address. A row's bits therefore depend only on the row, not on the batch it is made in.
+    Time is split as ``t = s + r`` with block starts ``s = R q`` and offsets ``r < R``, ``R`` being
+    ``ceil(sqrt L)`` rounded up to a multiple of ``_ALIGNED_COLUMNS`` (16). The angle-addition identity
+    ``sin(w s + phi + w r) = cos(w s + phi) sin(w r) + sin(w s + phi) cos(w r)`` turns the ``[B, K, L]``
+    sines into sines and cosines of ``[B, K, L/R]`` and ``[B, K, R]`` angles (``L/R + R`` instead of
+    ``L`` per component), summed over components by ``torch.bmm`` of ``[B, L/R, n K]`` and
+    ``[B, n K, R]``. Integer periods take both from tables made once in float64 (:class:`_BlockTables`);
+    other periods reduce both angles exactly with ``fmod`` of the integer time by the period before
+    scaling (skipped where the periods exceed every such time, which gives the same bits), so float32
+    keeps about 1e-6 absolute accuracy for any period. A gain that is linear within a block, ``G + b r``,
+    adds the same products weighted by ``b r`` (see :func:`_block_gains`); the 1 -> r -> 1 gain's peak
+    block is corrected by one more batched matmul. On a CPU, rows are grouped by their component count rounded up
+    to ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. Each
+    row's ``[L/R, R]`` product holds a multiple of 16 columns, so it starts 64-byte aligned wherever the
+    row sits in its chunk: on AVX2 CPUs, MKL's small batched GEMMs round an output matrix differently by
+    its address. A row's bits therefore depend only on the row, not on the batch it is made in.
     """
     batch, slots = harmonics.period.shape
     device = harmonics.period.device
-    fine = math.isqrt(spec.length - 1) + 1  # R = ceil(sqrt(L)) offsets per block
+    fine = -(-(math.isqrt(spec.length - 1) + 1) // _ALIGNED_COLUMNS) * _ALIGNED_COLUMNS  # R (see above)
     blocks = -(-spec.length // fine)
     tables = _block_tables(*spec.periods, fine, blocks, device) if spec.integer_periods else None
     products = 2 if spec.drift is False else 4
@@ -561,11 +561,11 @@ def _render_blocks(
     offset = torch.arange(fine, device=device, dtype=torch.float32)
     period, phase, amplitude = (x[:, :, None] for x in (harmonics.period, harmonics.phase, harmonics.amplitude))
     products = 2 if spec.drift is False else 4
-    if tables is not None:
+    if tables is not None:  # (index_select on a 2-D table is twice as fast as on the 3-D one)
         index = harmonics.period.long().sub_(int(spec.periods[0])).flatten()
-        local = (tables.local if products == 4 else tables.local_pair).index_select(0, index)
+        local = (tables.local if products == 4 else tables.local_pair).flatten(1).index_select(0, index)
         right = local.view(count, slots, products, fine)  # sin wr, cos wr (, r sin wr, r cos wr)
-        coarse = tables.coarse.index_select(0, index).view(count, slots, 4, blocks)
+        coarse = tables.coarse.flatten(1).index_select(0, index).view(count, slots, 4, blocks)
         cos_p, sin_p = phase.cos()[..., None], phase.sin()[..., None]
         waves = torch.mul(coarse[:, :, :2], cos_p).addcmul_(coarse[:, :, 2:], sin_p)  # cos, sin of w s + phi
     else:
@@ -587,21 +587,14 @@ def _render_blocks(
         for column, weight in enumerate((gain, slope)):
             for wave in range(2):  # same-shape products: a broadcast over the 2 would cost 5x here
                 torch.mul(waves[:, :, wave], weight, out=left[:, :, column, wave])
-    columns = fine + -fine % _ALIGNED_COLUMNS  # each row's product starts 64-byte aligned (see render_direct)
-    out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), _pad_columns(right, columns))
+    out = torch.bmm(left.view(count, slots * products, blocks).transpose(1, 2), right.view(count, -1, fine))
     if kink is not None:  # the block holding a 1 -> r -> 1 peak: the exact gain minus G + b r there
         index, correction = kink
         at_peak = waves.gather(3, index[:, :, None, :].expand(-1, -1, 2, -1)).mul_(amplitude[..., None])
         wave = torch.mul(right[:, :, 0], at_peak[:, :, 0]).addcmul_(right[:, :, 1], at_peak[:, :, 1])
-        wave.mul_(correction)
         one_hot = torch.zeros(count, slots, blocks, device=device).scatter_(2, index, 1.0)
-        out.baddbmm_(one_hot.transpose(1, 2), _pad_columns(wave, columns))
-    return out[:, :, :fine].reshape(count, blocks * fine)
-
-
-def _pad_columns(values: torch.Tensor, columns: int) -> torch.Tensor:
-    """``values`` ``[b, ..., n]`` as ``[b, -1, columns]``, zero columns after the ``n``."""
-    return torch.nn.functional.pad(values.reshape(len(values), -1, values.shape[-1]), (0, columns - values.shape[-1]))
+        out.baddbmm_(one_hot.transpose(1, 2), wave.mul_(correction))
+    return out.view(count, blocks * fine)
 
 
 def _fields(harmonics: Harmonics) -> list[torch.Tensor | None]:
@@ -635,13 +628,12 @@ def _block_gains(
     # x * 1 + y * 0, which is exact, because torch.where is ~25x slower than a multiply on a CPU
     block = torch.arange(len(start), device=start.device, dtype=peak.dtype)
     rising = (index + follows_rise - block).clamp_(0, 1)
-    falling = 1 - rising
     amplitude = harmonics.amplitude[:, :, None]
-    slope = torch.mul(rise * amplitude, rising).add_(falling * (fall * amplitude))
-    gain = (start - falling * last).mul_(slope).add_(amplitude)  # a (1 + rise s), a (1 + fall (s - last))
+    slope = torch.mul(rise * amplitude, rising).addcmul_(1 - rising, fall * amplitude)
+    gain = torch.addcmul(ratio * amplitude, start - peak, slope)  # the line through (peak, a r) at s
     # on the peak's block the exact gain minus the line followed is (fall - rise) |t - peak| on the other side
     sign = follows_rise.mul(2).sub_(1)
-    distance = (index * fine - peak).mul_(sign) + offset * sign  # sign * (t - peak) on that block, [B, K, R]
+    distance = torch.addcmul((index * fine - peak).mul_(sign), offset, sign)  # sign * (t - peak) there, [B, K, R]
     correction = distance.clamp_(min=0).mul_(fall - rise)
     index = index.long()
     return gain, slope, (index, correction)

@@ -74,6 +74,18 @@ def test_direct_path_matches_formula_with_drift() -> None:
     np.testing.assert_allclose(render_direct(spec, h).numpy(), _numpy_render(spec, h), atol=5e-6)
 
 
+@pytest.mark.parametrize("lookback", [1, 15, 16, 17, 255, 1000])
+@pytest.mark.parametrize("integer_periods", [True, False])
+def test_direct_path_matches_formula_for_any_window_length(lookback: int, integer_periods: bool) -> None:
+    """The block length R (ceil(sqrt L) rounded up to 16) and the block count change with the window's length."""
+    periods = (2, 40) if integer_periods else (2.0, 40.0)
+    spec = SignalSpec(
+        components=(1, 8), periods=periods, integer_periods=integer_periods, lookback=lookback, horizon=2, drift=True
+    )
+    h = sample_harmonics(spec, stream_key(6), _counters(24))
+    np.testing.assert_allclose(render_direct(spec, h).numpy(), _numpy_render(spec, h), atol=5e-6)
+
+
 def test_chunked_direct_path_equals_unchunked() -> None:
     spec = SignalSpec(components=(3, 45), periods=(10.0, 100.0), integer_periods=False)
     h = sample_harmonics(spec, stream_key(4), _counters(64))
