@@ -246,6 +246,14 @@ def test_stop_signal_while_the_trainer_starts_is_kept_until_the_first_step(
     assert digest(run / "model" / "model.safetensors") == digest(single / "model" / "model.safetensors")
 
 
+def _writing(checkpoints: Path) -> bool:
+    """Whether a checkpoint is being written (its temporary directory exists)."""
+    try:
+        return any(p.name.startswith(".tmp-") for p in checkpoints.iterdir())
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
     config = tiny_config("stages.1.steps=200", "train.checkpoint_every=2", "model.hidden=64", "train.log_every=50")
@@ -265,16 +273,20 @@ def test_sigkill_at_random_moments_always_resumes_from_the_newest_complete_check
             assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
             break
         first = checkpoint_steps(checkpoints)
-        deadline = time.time() + 60  # kill once this run has made progress, at a random moment
+        deadline = time.time() + 60  # kill once this run has made progress (and removed a torn write's leftovers)
         while time.time() < deadline and checkpoint_steps(checkpoints) == first and process.poll() is None:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
+        if kills % 2:  # then as soon as the next checkpoint is being written: a torn write, without waiting for luck
+            while time.time() < deadline and process.poll() is None and not _writing(checkpoints):
+                pass
+        else:  # then at a random moment
+            time.sleep(rng.uniform(0.0, 0.4))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        torn_writes += any(p.name.startswith(".tmp-") for p in checkpoints.iterdir())
+        torn_writes += _writing(checkpoints)
         newest = latest_checkpoint(checkpoints, warn=lambda message: None)
         expected_resumes.append(newest.name if newest else None)
         assert kills < 40, "never caught a checkpoint write in progress"
