@@ -16,9 +16,9 @@ Integer periods without drift (or with linear drift, by a table stacked with its
 copy) are rendered by one GEMM of a ``[B, 2 * #periods]`` coefficient
 matrix against a fixed sin/cos table, since ``a sin(wt + phi) = (a cos phi) sin wt + (a sin phi) cos wt``.
 Continuous periods and the 1 -> r -> 1 drift are rendered directly, without a ``sin`` per sample: with
-``t = s + r`` (block starts ``s``, offsets ``r < R = ceil(sqrt L)``) the angle-addition identity
+``t = s + r`` (block starts ``s``, offsets ``r < R``, ``R`` about ``sqrt L``) the angle-addition identity
 ``sin(w s + phi + w r) = cos(w s + phi) sin(w r) + sin(w s + phi) cos(w r)`` needs the sines and
-cosines of about ``2 sqrt L`` exactly reduced angles per component, and the sum over components is one
+cosines of ``L/R + R`` exactly reduced angles per component, and the sum over components is one
 batched matmul (:func:`render_direct`).
 
 Every random number comes from :mod:`harmonic_forecast.counter_rng`, so the signal with a given counter
