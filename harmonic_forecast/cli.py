@@ -32,6 +32,11 @@ EXIT_BAD_INPUT = 2
 
 def _sample(args: argparse.Namespace) -> int:
     """Write ``count`` signals of the stream (lookback and horizon side by side) to .npy or .csv."""
+    from harmonic_forecast.series_io import check_output, write_table
+
+    if args.count < 1:
+        raise ConfigError(f"--count: must be >= 1, got {args.count}")
+    output = check_output(args.output)
     spec = SignalSpec(
         lookback=args.lookback,
         horizon=args.horizon,
@@ -43,15 +48,7 @@ def _sample(args: argparse.Namespace) -> int:
     stream = HarmonicStream(spec, batch_size=args.count, seed=args.seed, split=args.split)
     lookback, target = stream.batch(0)
     signals = np.concatenate([lookback.numpy(), target.numpy()], axis=1)
-    output = Path(args.output)
-    if output.suffix not in (".npy", ".csv"):
-        raise ConfigError(f"--output: expected a .npy or .csv file name, got {output.name!r}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".npy":
-        np.save(output, signals)
-    else:
-        header = ",".join(f"t{i}" for i in range(spec.length))
-        np.savetxt(output, signals, delimiter=",", header=header, comments="", fmt="%.7g")
+    write_table(output, signals, [f"t{i}" for i in range(spec.length)])
     print(f"wrote {len(signals)} signals of {spec.length} samples (lookback {spec.lookback}) to {output}")
     return 0
 
@@ -96,10 +93,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _created(directory: Path) -> Iterator[None]:
-    """Make ``directory``; on a ConfigError remove what this made (if still empty): nothing on disk changes."""
+def _created(directory: Path, option: str = "--output-dir") -> Iterator[None]:
+    """Make ``directory`` (a one-line error naming ``option`` if it cannot be); on a ConfigError remove what this
+    made (if still empty): nothing on disk changes."""
+    from harmonic_forecast.series_io import writable_directory
+
     made = [path for path in (directory, *directory.parents) if not path.exists()]
-    directory.mkdir(parents=True, exist_ok=True)
+    writable_directory(directory, option)
     try:
         yield
     except ConfigError:
@@ -112,8 +112,9 @@ def _created(directory: Path) -> Iterator[None]:
 def _predict(args: argparse.Namespace) -> int:
     """Forecast the next horizon after a series (or after every window with ``--rolling``)."""
     from harmonic_forecast.forecast import check_series, load_forecaster
-    from harmonic_forecast.series_io import read_series, write_table
+    from harmonic_forecast.series_io import check_output, read_series, write_table
 
+    check_output(args.output)
     forecaster = load_forecaster(args.checkpoint)
     series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
     forecast = forecaster.forecast(series, rolling=args.rolling, combine=not args.per_window)
@@ -137,13 +138,16 @@ def _finetune(args: argparse.Namespace) -> int:
     from harmonic_forecast.series_io import read_series
     from harmonic_forecast.telemetry import make_console
 
+    if not args.lr > 0 or args.epochs < 1 or args.patience < 1 or not 0 < args.validation_fraction < 1:
+        raise ConfigError("--lr: must be > 0; --epochs, --patience: >= 1; --validation-fraction: in (0, 1)")
     settings = FinetuneSettings(
         validation_fraction=args.validation_fraction, lr=args.lr, max_epochs=args.epochs, patience=args.patience
     )
     forecaster = load_forecaster(args.checkpoint)
     series = read_series(args.input, args.column)
     output_dir = Path(args.output_dir or Path("runs") / f"finetune-{Path(args.input).stem}")
-    report = finetune(forecaster, series, output_dir, settings)
+    with _created(output_dir):
+        report = finetune(forecaster, series, output_dir, settings)
     table = Table(title=f"Validation MSE on {report['validation_windows']} windows (series units)")
     table.add_column("forecaster")
     table.add_column("MSE", justify="right")
@@ -164,6 +168,29 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Score a model and the baselines on a suite's test sets or real series; write JSON, markdown and plots."""
+    from harmonic_forecast.evaluate import SUITES
+    from harmonic_forecast.forecast import load_forecaster, resolve_model_directory
+
+    if args.signals < 1 or args.fit_batches < 1 or args.stride < 1:
+        raise ConfigError("--signals, --fit-batches and --stride: must be >= 1")
+    if args.suite not in (*SUITES, "real"):
+        raise ConfigError(f"--suite: expected one of {', '.join([*SUITES, 'real'])}, got {args.suite!r}")
+    source = resolve_model_directory(args.checkpoint)
+    forecaster = load_forecaster(source, device=args.device)
+    label = "the shipped pretrained model" if args.checkpoint is None else str(source)
+    # by default beside the model; the shipped model's directory is inside the installed package: the working one
+    name = "evaluation" if args.suite == "synthetic" else f"evaluation-{args.suite}"
+    output_dir = Path(args.output_dir or (Path(name) if args.checkpoint is None else source / name))
+    with _created(output_dir):
+        if args.suite == "real":
+            return _evaluate_real(args, forecaster, output_dir, label)
+        return _evaluate_suite(args, forecaster, source, output_dir, label)
+
+
+def _evaluate_suite(
+    args: argparse.Namespace, forecaster: HarmonicForecaster, source: Path, output_dir: Path, label: str
+) -> int:
+    """A synthetic suite (``synthetic`` or ``shift``): tables, JSON, markdown and plots in ``output_dir``."""
     from harmonic_forecast.evaluate import (
         SUITES,
         EvaluationSettings,
@@ -172,26 +199,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         robustness_table,
         write_results,
     )
-    from harmonic_forecast.forecast import load_forecaster, resolve_model_directory
     from harmonic_forecast.plots import plot_error_by_step, plot_forecasts
     from harmonic_forecast.stream import HarmonicStream
     from harmonic_forecast.telemetry import make_console
 
-    if args.signals < 1 or args.fit_batches < 1 or args.stride < 1:
-        raise ConfigError("--signals, --fit-batches and --stride: must be >= 1")
-    source = resolve_model_directory(args.checkpoint)
-    forecaster = load_forecaster(source, device=args.device)
-    label = "the shipped pretrained model" if args.checkpoint is None else str(source)
     console = make_console()
-    if args.suite == "real":
-        return _evaluate_real(args, forecaster, source, label)
-    if args.suite not in SUITES:
-        raise ConfigError(f"--suite: expected one of {', '.join([*SUITES, 'real'])}, got {args.suite!r}")
     settings = EvaluationSettings(signals=args.signals, fit_batches=args.fit_batches)
     results = evaluate(forecaster, settings, suite=args.suite)
-    output_dir = Path(
-        args.output_dir or source / ("evaluation" if args.suite == "synthetic" else f"evaluation-{args.suite}")
-    )
     console.print(results_table(results, f"Test MSE of {source} and the baselines ({args.signals} signals per set)"))
     console.print(robustness_table(results))
     written = write_results(results, output_dir, label)
@@ -207,7 +221,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_real(args: argparse.Namespace, forecaster: HarmonicForecaster, source: Path, label: str) -> int:
+def _evaluate_real(args: argparse.Namespace, forecaster: HarmonicForecaster, output_dir: Path, label: str) -> int:
     """The ``real`` suite: statsmodels' series, every window at ``--stride``; tables, JSON, markdown, a plot."""
     from rich.table import Table
 
@@ -218,7 +232,6 @@ def _evaluate_real(args: argparse.Namespace, forecaster: HarmonicForecaster, sou
 
     settings = RealSuiteSettings(stride=args.stride, fit_batches=args.fit_batches)
     report, examples = evaluate_real(forecaster, settings)
-    output_dir = Path(args.output_dir or source / "evaluation-real")
     console = make_console()
     results = report["results"]
     console.print(results_table(results, "MSE of windows scaled by their lookback", row_label="series"))
@@ -242,7 +255,7 @@ def _add_model_and_series(command: argparse.ArgumentParser) -> None:
     """``--checkpoint``, ``--input`` and ``--column``, shared by the commands that read a series."""
     command.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
     command.add_argument("--input", required=True, help="a .csv (one column, or --column) or a 1-D .npy")
-    command.add_argument("--column", default=None, help="CSV column name")
+    command.add_argument("--column", default=None, help="CSV column: its header name, or a 0-based index without one")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,35 +279,49 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--per-window",
         action="store_true",
-        help="the model's forecast of each window alone, not combined with naive and AR by their past errors",
+        help="the model's forecast of each window alone, not combined with naive, AR and drift by their past errors",
     )
     predict.set_defaults(run=_predict)
 
     assess = commands.add_parser("evaluate", help="score a model against the baselines on fixed test sets")
     assess.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
-    assess.add_argument("--signals", type=int, default=4096, help="signals per test set")
-    assess.add_argument("--fit-batches", type=int, default=16, help="4096-signal batches to fit the linear map")
+    assess.add_argument("--signals", type=int, default=4096, help="signals per test set (default %(default)s)")
+    assess.add_argument(
+        "--fit-batches", type=int, default=16, help="4096-signal batches to fit the linear map (default %(default)s)"
+    )
     assess.add_argument(
         "--suite",
         default="synthetic",
         help="synthetic (the training distribution), shift (families off it) or real (statsmodels' series)",
     )
-    assess.add_argument("--stride", type=int, default=1, help="real suite: samples between window starts")
-    assess.add_argument("--output-dir", default=None, help="default: <model directory>/evaluation[-shift|-real]")
-    assess.add_argument("--device", default="cpu")
+    assess.add_argument(
+        "--stride", type=int, default=1, help="real suite: samples between window starts (default %(default)s)"
+    )
+    assess.add_argument(
+        "--output-dir",
+        default=None,
+        help="default: <model directory>/evaluation[-shift|-real]; for the shipped model, evaluation[-...] here",
+    )
+    assess.add_argument("--device", default="cpu", help="torch device to run the model on, e.g. cuda")
     assess.set_defaults(run=_evaluate)
 
     tune = commands.add_parser("finetune", help="fine-tune a model on a real series")
     _add_model_and_series(tune)
     tune.add_argument("--output-dir", default=None, help="where the new model goes (default runs/finetune-<input>)")
-    tune.add_argument("--validation-fraction", type=float, default=0.2, help="last part of the series held out")
-    tune.add_argument("--lr", type=float, default=1e-4)
-    tune.add_argument("--epochs", type=int, default=50)
-    tune.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping")
+    tune.add_argument(
+        "--validation-fraction", type=float, default=0.2, help="last part of the series held out (default %(default)s)"
+    )
+    tune.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default %(default)s)")
+    tune.add_argument(
+        "--epochs", type=int, default=50, help="most passes over the training windows (default %(default)s)"
+    )
+    tune.add_argument(
+        "--patience", type=int, default=5, help="epochs without improvement before stopping (default %(default)s)"
+    )
     tune.set_defaults(run=_finetune)
 
     sample = commands.add_parser("sample", help="write signals of the stream to a .npy or .csv file")
-    sample.add_argument("--count", type=int, default=16)
+    sample.add_argument("--count", type=int, default=16, help="signals to write (default %(default)s)")
     sample.add_argument("--lookback", type=int, default=100)
     sample.add_argument("--horizon", type=int, default=10)
     sample.add_argument("--components", type=int, nargs=2, default=[3, 45], metavar=("LOW", "HIGH"))
@@ -303,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--drift", action="store_true")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--split", choices=SPLITS, default="train")
-    sample.add_argument("--output", required=True)
+    sample.add_argument("--output", required=True, help=".csv or .npy")
     sample.set_defaults(run=_sample)
     return parser
 
@@ -315,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except ConfigError as error:
+        report(f"error: {error}")
+        return EXIT_BAD_INPUT
+    except OSError as error:  # a path the command could not read or write that no check above named
         report(f"error: {error}")
         return EXIT_BAD_INPUT
 

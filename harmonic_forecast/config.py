@@ -174,10 +174,12 @@ class RunConfig(Table):
         for index, stage in enumerate(self.stages):
             try:
                 self.stage_spec(stage)
-            except ConfigError as error:
-                if stage.families is None or not str(error).startswith("signal.families"):
+            except ConfigError as error:  # name the stage's field when the stage set the bad value
+                message = str(error)
+                field = message.split(":", 1)[0].removeprefix("signal.").split(".")[0].split("[")[0]
+                if not message.startswith("signal.") or (field != "components" and getattr(stage, field, None) is None):
                     raise
-                raise ConfigError(str(error).replace("signal.", f"stages[{index}].", 1)) from None
+                raise ConfigError(message.replace("signal.", f"stages[{index}].", 1)) from None
         return self
 
     @property

@@ -101,7 +101,8 @@ class HarmonicForecaster:
         if windows.ndim != 2 or windows.shape[1] != self.lookback:
             raise ConfigError(f"lookback: expected [N, {self.lookback}], got {tuple(windows.shape)}")
         source = windows.device
-        parts = [self._predict_chunk(chunk.to(self.device)) for chunk in windows.split(self.batch_size)]
+        chunks = windows.split(self.batch_size) if len(windows) else ()
+        parts = [self._predict_chunk(chunk.to(self.device)) for chunk in chunks]
         forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon, dtype=torch.float32)
         return forecast.cpu().numpy() if as_numpy else forecast.to(source)
 

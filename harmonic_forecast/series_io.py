@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,46 +23,116 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
-    """One column of a CSV (by header name; the only column when there is one) or a 1-D NPY array.
+def _suffix(path: Path, option: str, what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ConfigError(f"{option} {path}: expected a .csv or .npy {what}")
+    return suffix
 
-    Empty or non-numeric cells become NaN, so the caller's finiteness check names their index.
+
+def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
+    """One column of a CSV, or a 1-D NPY array, as float64 ``[T]``.
+
+    The column is named by its header (the only column when there is one); in a CSV without a header
+    ``column`` is a 0-based index. Every row is a time step: an empty cell (a blank line included) or a
+    cell that is not a number raises :class:`ConfigError` naming its index and line, since dropping it
+    would shift every later sample in time. ``nan`` and ``inf`` cells parse, for the caller's finiteness
+    check to report. Raises :class:`ConfigError` for an unreadable, empty or wrongly named file.
     """
     path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise ConfigError(f"--input {path}: expected a .csv or .npy file")
+    suffix = _suffix(path, "--input", "file")
     try:
-        if path.suffix == ".npy":
+        if suffix == ".npy":
             if column is not None:
                 raise ConfigError("--column: only for CSV files")
             return np.load(path, allow_pickle=False)
         with path.open(newline="") as handle:
-            rows = [row for row in csv.reader(handle) if row]
+            rows = list(csv.reader(handle))
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ConfigError(f"--input {path}: cannot read ({error})") from None
-    if not rows:
+    if not any(any(cell.strip() for cell in row) for row in rows):
         raise ConfigError(f"--input {path}: the file is empty")
     header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
-    body = rows if header is None else rows[1:]
-    if column is not None:
-        if header is None or column not in header:
-            raise ConfigError(f"--column {column}: not among the columns ({', '.join(header or ['no header'])})")
-        index = header.index(column)
-    elif len(rows[0]) == 1:
-        index = 0
-    else:
-        raise ConfigError(f"--column: the file has {len(rows[0])} columns ({', '.join(header or [])}); name one")
-    return np.array([float(row[index]) if index < len(row) and _is_number(row[index]) else np.nan for row in body])
+    index = _column_index(path, rows[0], header, column)
+    first_line = 1 if header is None else 2
+    values = np.empty(len(rows) - (first_line - 1))
+    for step, row in enumerate(rows[first_line - 1 :]):
+        cell = row[index].strip() if index < len(row) else ""
+        if not _is_number(cell):
+            where = f"index {step} (line {first_line + step})"
+            if not cell:
+                raise ConfigError(f"--input {path}: empty cell at {where}; a series needs a value at every step")
+            hint = "; the file must be comma-separated" if ";" in cell or "\t" in cell else ""
+            raise ConfigError(f"--input {path}: {cell!r} at {where} is not a number{hint}")
+        values[step] = float(cell)
+    return values
 
 
-def write_table(path: str | Path, values: np.ndarray, header: list[str]) -> Path:
-    """Write a 2-D array as CSV (with ``header``) or NPY, by the file's suffix."""
+def _column_index(path: Path, first: list[str], header: list[str] | None, column: str | None) -> int:
+    """The index of the series' column: by name under a header, by 0-based index without one."""
+    if column is None:
+        if len(first) == 1:
+            return 0
+        if header is None:
+            raise ConfigError(f"--column: the file has {len(first)} columns and no header; give a 0-based index")
+        raise ConfigError(f"--column: the file has {len(first)} columns ({', '.join(header)}); name one")
+    if header is not None:
+        if column not in header:
+            raise ConfigError(f"--column {column}: not among the columns ({', '.join(header)})")
+        return header.index(column)
+    if not column.isdigit() or int(column) >= len(first):
+        raise ConfigError(f"--column {column}: the file has no header, so a 0-based index below {len(first)}")
+    return int(column)
+
+
+def writable_directory(directory: str | Path, option: str) -> Path:
+    """``directory``, made if missing, or a one-line :class:`ConfigError` naming ``option`` if it cannot be written."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{option} {directory}: cannot create it ({error.strerror or error})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {directory}: not writable")
+    return directory
+
+
+def check_output(path: str | Path, option: str = "--output") -> Path:
+    """An output file name ending in .csv or .npy whose directory exists or can be made, else :class:`ConfigError`.
+
+    Called before the work that produces the file, so a bad path fails at once.
+    """
     path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise ConfigError(f"--output {path}: expected a .csv or .npy file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".npy":
-        np.save(path, values)
-    else:
-        np.savetxt(path, values, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
+    _suffix(path, option, "file name")
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory")
+    writable_directory(path.parent, option)
+    return path
+
+
+def write_table(path: str | Path, values: np.ndarray, header: list[str], option: str = "--output") -> Path:
+    """Write a 2-D array as CSV (with ``header``) or NPY, by the file's suffix.
+
+    The file is written beside its destination and renamed over it, so a failed write leaves an
+    existing file as it was. Raises :class:`ConfigError` (naming ``option``) if it cannot be written.
+    """
+    path = check_output(path, option)
+    suffix = path.suffix.lower()
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary = None
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as handle:
+            if suffix == ".npy":
+                np.save(handle, values)
+            else:
+                np.savetxt(handle, values, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
+        os.chmod(temporary, 0o666 & ~umask)  # the permissions a plain open() would give
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        raise ConfigError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
     return path

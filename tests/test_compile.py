@@ -30,7 +30,7 @@ def _loss_and_gradients(
 # the seed's model and the default one, on short windows (compiling a decoder unrolled over 10 steps takes a minute)
 SMALL = {
     "seed_gru": {"kind": "seed_gru", "lookback": 40, "horizon": 3},
-    "expert_gru": {"kind": "expert_gru", "lookback": 40, "horizon": 3, "ar_orders": [1, 2, 4]},
+    "expert_gru": {"kind": "expert_gru", "lookback": 40, "horizon": 3, "ar_orders": [1, 2, 4], "clean_ar_order": 16},
 }
 
 

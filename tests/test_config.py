@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 
@@ -89,12 +90,32 @@ def test_samples_become_steps_of_the_batch_and_stages_default_to_train_lr() -> N
         (("stages", 0, "noise"), [0.1, -1], "stages[0].noise[1]: Input should be greater than or equal to 0, got -1"),
         (("stages", 0, "drift"), "quadratic", "stages[0].drift: Input should be 'linear' or a valid boolean"),
         (("stages", 0, "families"), [{"weight": 1}], "stages[0].families: need none or at least two families"),
+        (("stages", 1, "components"), [46, 3], "stages[1].components: need 1 <= low < high"),
+        (("stages", 0, "noise"), [0.1, 1e9], "stages[0].noise"),
+        # the default model's default experts, checked against a lookback too short for them
+        (("model",), {"kind": "expert_gru"}, None),
     ],
 )
-def test_bad_values_give_one_line_naming_the_key(path: tuple, value: object, message: str) -> None:
+def test_bad_values_give_one_line_naming_the_key(path: tuple, value: object, message: str | None) -> None:
+    values = _edited(*path, value=value)
+    if message is None:  # valid as written: made invalid by a short lookback
+        values["signal"]["lookback"] = 30
+        message = "model.sparse_folds: 3 folds leave 0 samples (lookback 30 - 3 x horizon 10)"
     with pytest.raises(ConfigError) as error:
-        parse_run_config(_edited(*path, value=value))
+        parse_run_config(values)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("lookback", [30, 60, 88])
+def test_the_default_models_defaults_are_checked_against_the_lookback(lookback: int) -> None:
+    """Defaults are validated too: before, a lookback too short for them crashed while the experts were built."""
+    with pytest.raises(ConfigError) as error:
+        ModelConfig.from_dict({"kind": "expert_gru", "lookback": lookback, "horizon": 10})
+    message = str(error.value)
+    assert re.match(r"model\.(sparse_folds|ar_orders|clean_ar_order): ", message) and f"lookback {lookback}" in message
+    assert "\n" not in message
+    fitting = {"clean_ar_order": 0, "sparse_folds": 1, "ar_folds": 1, "ar_orders": [1, 2, 4]}
+    assert ModelConfig.from_dict({"kind": "expert_gru", "lookback": lookback, **fitting}).lookback == lookback
 
 
 def test_model_config_from_a_table_names_the_model_key() -> None:

@@ -293,7 +293,9 @@ def test_a_level_shift_or_an_outlier_in_the_latest_backtest_fold_is_forecast_as_
 
 
 def test_a_one_step_horizon_takes_a_jump_on_the_last_sample_as_a_level_shift() -> None:
-    config = ExpertGRUConfig(hidden=8, encoder_width=8, lookback=60, horizon=1, ar_orders=(1, 2, 4), periods=(10, 30))
+    config = ExpertGRUConfig(
+        hidden=8, encoder_width=8, lookback=60, horizon=1, ar_orders=(1, 2, 4), periods=(10, 30), clean_ar_order=20
+    )
     model = build_model(config).eval()
     t = torch.arange(61, dtype=torch.float64)
     series = torch.stack([torch.sin(t / 3) + 2.0 * (t >= 59), torch.sin(t / 5)])  # a step on the last sample

@@ -46,6 +46,7 @@ def test_predict_is_batched_and_keeps_the_array_type(model_dir: Path) -> None:
     np.testing.assert_allclose(rows, as_numpy, atol=1e-6)
     with pytest.raises(ConfigError, match=r"lookback: expected \[N, 100\]"):
         forecaster.predict(windows[:, :50])
+    assert forecaster.predict(windows[:0]).shape == (0, 10)  # no windows, no forecasts (not an error)
 
 
 def test_forecast_maps_back_to_the_series_units(model_dir: Path) -> None:
@@ -108,7 +109,11 @@ def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:
         ("level\n" + "1.0\n" * 40, [], "40 samples, the model needs at least 100"),
         ("a,b\n" + "1,2\n" * 200, ["--column", "c"], "--column c: not among the columns (a, b)"),
         ("a,b\n" + "1,2\n" * 200, [], "name one"),
-        ("level\n" + "1.0\n" * 150 + "oops\n", [], "non-finite value nan at index 150 (missing or not a number)"),
+        ("level\n" + "1.0\n" * 150 + "oops\n", [], "'oops' at index 150 (line 152) is not a number"),
+        ("level\n" + "1.0\n" * 60 + "\n" + "1.0\n" * 60, [], "empty cell at index 60 (line 62)"),
+        ("1.0\n" * 60 + "2;3\n" + "1.0\n" * 60, [], "'2;3' at index 60 (line 61) is not a number; the file must be"),
+        ("1,2\n" * 200, [], "2 columns and no header; give a 0-based index"),
+        ("1,2\n" * 200, ["--column", "2"], "--column 2: the file has no header, so a 0-based index below 2"),
         ("", [], "the file is empty"),
     ],
 )
@@ -192,6 +197,68 @@ def test_finetune_says_when_no_epoch_improved(
     assert report["best_epoch"] == 0 and report["validation_mse_after"] == report["validation_mse_before"]
     out = " ".join(capsys.readouterr().out.split())
     assert "no epoch of 1 improved: weights kept" in out and "(epoch 0)" not in out
+
+
+UNWRITABLE = "/proc/harmonic-forecast-test"  # not writable, even by root
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "--input", "{series}", "--output", f"{UNWRITABLE}.csv"],
+        ["predict", "--input", "{series}", "--output", f"{UNWRITABLE}/deeper/out.npy"],
+        ["predict", "--input", "{series}", "--output", "{directory}"],
+        ["finetune", "--input", "{series}", "--output-dir", UNWRITABLE],
+        ["evaluate", "--signals", "8", "--output-dir", UNWRITABLE],
+        ["sample", "--count", "2", "--output", f"{UNWRITABLE}.csv"],
+    ],
+)
+def test_an_output_that_cannot_be_written_is_one_line_exit_2(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """Caught before the work where it can be, with the option named; no traceback, nothing written."""
+    np.savetxt(tmp_path / "series.csv", _series(300))
+    (tmp_path / "taken.csv").mkdir()
+    values = {"series": str(tmp_path / "series.csv"), "directory": str(tmp_path / "taken.csv")}
+    arguments = [part.format(**values) for part in command]
+    if arguments[0] != "sample":
+        arguments += ["--checkpoint", str(model_dir)]
+    status = main(arguments)
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1 and "--output" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series.csv", "taken.csv"]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["finetune", "--lr", "-1"], "--lr: must be > 0"),
+        (["finetune", "--epochs", "0"], "--epochs, --patience: >= 1"),
+        (["finetune", "--validation-fraction", "1.5"], "--validation-fraction: in (0, 1)"),
+        (["sample", "--count", "0", "--output", "x.csv"], "--count: must be >= 1, got 0"),
+        (["evaluate", "--suite", "nope"], "--suite: expected one of synthetic, shift, real, got 'nope'"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], message: str
+) -> None:
+    np.savetxt(tmp_path / "series.csv", _series(300))
+    if command[0] == "finetune":
+        command = [*command, "--input", str(tmp_path / "series.csv"), "--output-dir", str(tmp_path / "tuned")]
+    status = main(command)
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "tuned").exists() and not Path("x.csv").exists()
+
+
+def test_a_column_of_a_file_without_a_header_is_chosen_by_index(tmp_path: Path, model_dir: Path) -> None:
+    series = _series(200)
+    np.savetxt(tmp_path / "two.csv", np.stack([-series, series], axis=1), delimiter=",")
+    np.savetxt(tmp_path / "one.CSV", series)  # the suffix in any case
+    common = ["predict", "--checkpoint", str(model_dir), "--input"]
+    assert main([*common, str(tmp_path / "two.csv"), "--column", "1", "--output", str(tmp_path / "a.csv")]) == 0
+    assert main([*common, str(tmp_path / "one.CSV"), "--output", str(tmp_path / "b.csv")]) == 0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
 
 
 def test_finetune_needs_enough_data(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

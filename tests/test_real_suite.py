@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,9 @@ import pytest
 
 from harmonic_forecast import load_forecaster
 from harmonic_forecast.cli import main
+from harmonic_forecast.forecast import PRETRAINED
 from harmonic_forecast.real_series import load_real_series
 from harmonic_forecast.real_suite import RealSuiteSettings, fit_linear_map, mase, real_forecasts, real_windows
-
-pytest.importorskip("statsmodels")
 
 FORECASTERS = {"model", "model_alone", "naive", "seasonal_naive", "ar_backtest", "drift", "linear_map"}
 STRIDE = 40  # a few windows per series: the full suite (stride 1) is `harmonic-forecast evaluate --suite real`
@@ -22,11 +22,14 @@ STRIDE = 40  # a few windows per series: the full suite (stride 1) is `harmonic-
 
 @pytest.fixture(scope="module")
 def cli_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
-    directory = tmp_path_factory.mktemp("real")
-    status = main(
-        ["evaluate", "--suite", "real", "--stride", str(STRIDE), "--fit-batches", "1", "--output-dir", str(directory)]
-    )
-    return status, directory
+    """The shipped model, with the default output directory: ``evaluation-real`` in the working directory
+    (never inside the installed package)."""
+    working = tmp_path_factory.mktemp("real")
+    before = sorted(p.name for p in PRETRAINED.iterdir())
+    with contextlib.chdir(working):
+        status = main(["evaluate", "--suite", "real", "--stride", str(STRIDE), "--fit-batches", "1"])
+    assert sorted(p.name for p in PRETRAINED.iterdir()) == before
+    return status, working / "evaluation-real"
 
 
 def test_series_ship_with_statsmodels_and_are_long_enough() -> None:

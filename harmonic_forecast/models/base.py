@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import AfterValidator, Field, StrictBool, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -56,6 +56,9 @@ class ModelConfig(Table):
     errors, so a field of another family (``periods`` on a ``seed_gru``) is a one-line :class:`ConfigError`
     naming it. Build one from user values with :meth:`from_dict`, or directly as e.g. ``SeedGRUConfig(hidden=140)``.
     """
+
+    # defaults are checked too: a family's default that does not fit a short lookback is a one-line error
+    model_config = ConfigDict(validate_default=True)
 
     kind: str
     lookback: Annotated[Int, Field(ge=2)] = 100

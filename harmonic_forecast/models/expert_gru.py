@@ -112,8 +112,9 @@ class ExpertGRUConfig(ModelConfig):
         shortest = info.data["lookback"] - folds * info.data["horizon"]  # the oldest fold's fit
         if shortest < 2 * info.data["periods"][0]:
             raise ValueError(
-                f"{folds} folds leave {shortest} samples for the oldest fold's fit, under two of the grid's "
-                f"shortest period ({info.data['periods'][0]}); lower sparse_folds"
+                f"{folds} folds leave {shortest} samples (lookback {info.data['lookback']} - {folds} x horizon "
+                f"{info.data['horizon']}) for the oldest fold's fit, under two of the grid's shortest period "
+                f"({info.data['periods'][0]}); lower sparse_folds or lengthen the lookback"
             )
         return folds
 
@@ -122,8 +123,8 @@ class ExpertGRUConfig(ModelConfig):
     def _clean_order_fits_the_window(cls, order: int, info: ValidationInfo) -> int:
         if "lookback" in info.data and info.data["lookback"] - order < order + 1:
             raise ValueError(
-                f"order {order} is too high to fit on the {info.data['lookback']} samples of the lookback "
-                "(it needs order + 1 equations); lower clean_ar_order"
+                f"order {order} is too high to fit on the samples of lookback {info.data['lookback']} (it needs "
+                f"order + 1 equations); lower clean_ar_order to {(info.data['lookback'] - 1) // 2} or less (0: off)"
             )
         return order
 
@@ -137,8 +138,9 @@ class ExpertGRUConfig(ModelConfig):
         shortest = info.data["lookback"] - info.data["ar_folds"] * info.data["horizon"]  # the first fold's fit
         if shortest < 2 * max(orders) + 1:
             raise ValueError(
-                f"order {max(orders)} is too high for the backtest's fit on {shortest} samples "
-                "(lookback - ar_folds x horizon); lower ar_orders or ar_folds"
+                f"order {max(orders)} is too high for the backtest's fit on {shortest} samples (lookback "
+                f"{info.data['lookback']} - ar_folds {info.data['ar_folds']} x horizon {info.data['horizon']}); "
+                "lower ar_orders or ar_folds, or lengthen the lookback"
             )
         return orders
 
