@@ -246,6 +246,21 @@ def _mark_stages(axes: Axes, boundaries: list[tuple[int, int]], label: bool) -> 
             )
 
 
+def validation_curves(records: list[dict[str, Any]], path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Band -> ``(step, model MSE)`` of the ``eval`` records and the ``final`` one, by step (``path`` names the
+    file in errors)."""
+    evals = _by_step(records, "eval", ("mse",), path)
+    evals += [
+        {"step": record["step"], "mse": {band: scores["model"] for band, scores in record["results"].items()}}
+        for record in _by_step(records, "final", ("results",), path)
+    ]
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for record in evals:
+        for band, mse in record["mse"].items():
+            curves.setdefault(band, []).append((record["step"], mse))
+    return curves
+
+
 def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str | None = None) -> Path:
     """Training loss, validation MSE per band and learning rate against step, from a ``metrics.jsonl``.
 
@@ -257,7 +272,7 @@ def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str 
     train = _by_step(records, "train", ("stage", "loss", "lr"), metrics_path)
     if not train:
         raise ConfigError(f"{metrics_path}: no train records")
-    evals = _by_step(records, "eval", ("mse",), metrics_path)
+    curves = validation_curves(records, metrics_path)
     steps = [record["step"] for record in train]
     boundaries = [
         (previous["step"], record["stage"])
@@ -272,9 +287,8 @@ def plot_training_curves(metrics_path: str | Path, path: str | Path, title: str 
     loss_axes.set(title="Training loss", ylabel="loss")
     _log_y(loss_axes)
 
-    bands = list(dict.fromkeys(band for record in evals for band in record["mse"]))
-    for index, band in enumerate(bands):
-        points = [(record["step"], record["mse"][band]) for record in evals if band in record["mse"]]
+    bands = list(curves)
+    for index, (band, points) in enumerate(curves.items()):
         eval_axes.plot(*zip(*points, strict=True), "o-", ms=3, color=_color(index), label=f"components {band}")
     eval_axes.set(title="Validation MSE (model)", ylabel="MSE")
     if bands:

@@ -152,6 +152,9 @@ def _run(
 
     with StopRequest(output_dir / PID_FILE if main else None) as stop, metrics:
         vote = StopVote(stop, accelerator)
+        if state.step == 0:  # the starting point (the experts' inverse-MSE combination), for what training adds
+            per_step = validator(model)
+            metrics.evaluation(0, per_step, mean_over_steps(per_step))
         while curriculum.stage < len(config.stages) and state.step < limit:
             stage = config.stages[curriculum.stage]
             if stage_finished(stage, curriculum, state.step):

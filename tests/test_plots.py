@@ -13,7 +13,13 @@ from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.config import parse_run_config
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.models import SparseGRUConfig, build_model
-from harmonic_forecast.plots import plot_error_by_step, plot_forecasts, plot_training_curves, read_metrics
+from harmonic_forecast.plots import (
+    plot_error_by_step,
+    plot_forecasts,
+    plot_training_curves,
+    read_metrics,
+    validation_curves,
+)
 from harmonic_forecast.spectral import dft_forecast
 from harmonic_forecast.train import train
 
@@ -75,9 +81,13 @@ def test_plot_error_by_step(tmp_path: Path, metrics: Path) -> None:
 
 
 def test_plot_training_curves(tmp_path: Path, metrics: Path) -> None:
-    kinds = [record["kind"] for record in read_metrics(metrics)]
-    assert {"train", "eval", "final"} <= set(kinds)
+    records = read_metrics(metrics)
+    assert {"train", "eval", "final"} <= {record["kind"] for record in records}
     assert_png(plot_training_curves(metrics, tmp_path / "curves.png"), min_height=800, min_width=1000)
+    curves = validation_curves(records, metrics)  # the validation panel: from step 0 to the final evaluation
+    (final,) = [record for record in records if record["kind"] == "final"]
+    for band, points in curves.items():
+        assert points[0][0] == 0 and points[-1] == (final["step"], final["results"][band]["model"])
 
 
 def train_record(step: int, stage: int, loss: float) -> dict[str, object]:

@@ -59,6 +59,9 @@ def test_train_runs_the_curriculum_and_saves_a_loadable_model(tmp_path: Path) ->
     final = records[-1]
     assert final["kind"] == "final" and set(final["results"]) == {"(3,5)", "(3,8)"}
     assert final["results"]["(3,5)"]["model"] < final["results"]["(3,5)"]["dft"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals[0]["step"] == 0  # the untrained starting point, for what training adds
+    assert final["results"]["(3,8)"]["model"] < evals[0]["mse"]["(3,8)"]
     model = SeedGRUForecaster.from_pretrained(tmp_path / "out" / "model")
     assert model.config.hidden == 32
     assert (tmp_path / "out" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -110,7 +113,7 @@ def test_max_steps_and_overrides(tmp_path: Path) -> None:
         ("train.lr=-1.0", "train.lr"),
         ("train.batch_size=0", "train.batch_size"),
         ("model.width=3", "model.width: unknown key"),
-        ("stages.0.components=[5, 3]", "signal.components"),
+        ("stages.0.components=[5, 3]", "stages[0].components"),
         ("stages.0.steps=0", "stages[0].steps"),
         ("signal.noize=1", "signal.noize: unknown key"),
         ("evaluation.every=20", "config.evaluation: unknown key"),
