@@ -46,6 +46,8 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
         values = values.reshape(-1)
     if values.ndim != 1:
         raise ConfigError(f"{name}: expected a 1-D series, got shape {values.shape}")
+    if values.dtype.kind in "bcmM":  # booleans, complex numbers, times: not a real-valued series
+        raise ConfigError(f"{name}: expected real numbers, got {values.dtype}")
     try:
         values = values.astype(np.float64)
     except (TypeError, ValueError):

@@ -251,6 +251,17 @@ def test_bad_numbers_on_the_command_line_are_one_line_exit_2(
     assert not (tmp_path / "tuned").exists() and not Path("x.csv").exists()
 
 
+@pytest.mark.parametrize("dtype", [np.complex128, np.bool_])
+def test_a_series_that_is_not_real_numbers_is_refused(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], dtype: type
+) -> None:
+    np.save(tmp_path / "series.npy", (_series(200) > 5).astype(dtype))
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "series.npy"),
+                   "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and f"expected real numbers, got {np.dtype(dtype)}" in error and len(error.splitlines()) == 1
+
+
 def test_a_column_of_a_file_without_a_header_is_chosen_by_index(tmp_path: Path, model_dir: Path) -> None:
     series = _series(200)
     np.savetxt(tmp_path / "two.csv", np.stack([-series, series], axis=1), delimiter=",")
