@@ -21,9 +21,13 @@ $(VENV)/.installed-train: pyproject.toml
 	$(PIP_INSTALL) -e .
 	touch $@
 
+# DeepSpeed compiles its CPU shared-memory op at the first ZeRO run on a CPU (a minute of C++): build it
+# here, beside the last install, for the tests and a user's first run. A failed build is not fatal
+# (DeepSpeed retries at run time); its log is $(VENV)/deepspeed-ops.log.
 $(VENV)/.installed: $(VENV)/.installed-train
 	$(PIP_INSTALL) --no-build-isolation "$(DEEPSPEED)" "transformers>=4.46"
-	$(PIP_INSTALL) -e ".[dev,real]"
+	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" > $(VENV)/deepspeed-ops.log 2>&1 & \
+	  ops=$$!; $(PIP_INSTALL) -e ".[dev,real]"; status=$$?; wait $$ops || true; exit $$status
 	touch $@
 
 # GPU tests need a CUDA device: CI deselects them; benchmarks/gpu_check.sh runs them on a GPU machine.
