@@ -93,13 +93,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _created(directory: Path, option: str = "--output-dir") -> Iterator[None]:
-    """Make ``directory`` (a one-line error naming ``option`` if it cannot be); on a ConfigError remove what this
-    made (if still empty): nothing on disk changes."""
+def _created(directory: Path) -> Iterator[None]:
+    """Make ``directory`` (a one-line error naming ``--output-dir`` if it cannot be); on a ConfigError remove
+    what this made (if still empty): nothing on disk changes."""
     from harmonic_forecast.series_io import writable_directory
 
     made = [path for path in (directory, *directory.parents) if not path.exists()]
-    writable_directory(directory, option)
+    writable_directory(directory, "--output-dir")
     try:
         yield
     except ConfigError:

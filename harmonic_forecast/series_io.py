@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +53,20 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
         raise ConfigError(f"--input {path}: the file is empty")
     header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
     index = _column_index(path, rows[0], header, column)
-    first_line = 1 if header is None else 2
-    values = np.empty(len(rows) - (first_line - 1))
-    for step, row in enumerate(rows[first_line - 1 :]):
+    skipped = 0 if header is None else 1  # lines before the first sample
+    values = np.empty(len(rows) - skipped)
+    for step, row in enumerate(rows[skipped:]):
         cell = row[index].strip() if index < len(row) else ""
-        if not _is_number(cell):
-            where = f"index {step} (line {first_line + step})"
+        try:
+            values[step] = float(cell)
+        except ValueError:
+            where = f"index {step} (line {step + skipped + 1})"
             if not cell:
-                raise ConfigError(f"--input {path}: empty cell at {where}; a series needs a value at every step")
+                raise ConfigError(
+                    f"--input {path}: empty cell at {where}; a series needs a value at every step"
+                ) from None
             hint = "; the file must be comma-separated" if ";" in cell or "\t" in cell else ""
-            raise ConfigError(f"--input {path}: {cell!r} at {where} is not a number{hint}")
-        values[step] = float(cell)
+            raise ConfigError(f"--input {path}: {cell!r} at {where} is not a number{hint}") from None
     return values
 
 
@@ -117,22 +119,16 @@ def write_table(path: str | Path, values: np.ndarray, header: list[str], option:
     existing file as it was. Raises :class:`ConfigError` (naming ``option``) if it cannot be written.
     """
     path = check_output(path, option)
-    suffix = path.suffix.lower()
-    umask = os.umask(0)
-    os.umask(umask)
-    temporary = None
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(descriptor, "wb") as handle:
-            if suffix == ".npy":
+        with temporary.open("wb") as handle:
+            if path.suffix.lower() == ".npy":
                 np.save(handle, values)
             else:
                 np.savetxt(handle, values, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
-        os.chmod(temporary, 0o666 & ~umask)  # the permissions a plain open() would give
         os.replace(temporary, path)
     except OSError as error:
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+        with contextlib.suppress(OSError):
+            temporary.unlink()
         raise ConfigError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
     return path

@@ -510,11 +510,12 @@ def render_direct(spec: SignalSpec, harmonics: Harmonics, max_elements: int = 1 
     scaling (skipped where the periods exceed every such time, which gives the same bits), so float32
     keeps about 1e-6 absolute accuracy for any period. A gain that is linear within a block, ``G + b r``,
     adds the same products weighted by ``b r`` (see :func:`_block_gains`); the 1 -> r -> 1 gain's peak
-    block is corrected by one more batched matmul. On a CPU, rows are grouped by their component count rounded up
-    to ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never components. Each
-    row's ``[L/R, R]`` product holds a multiple of 16 columns, so it starts 64-byte aligned wherever the
-    row sits in its chunk: on AVX2 CPUs, MKL's small batched GEMMs round an output matrix differently by
-    its address. A row's bits therefore depend only on the row, not on the batch it is made in.
+    block is corrected by one more batched matmul. On a CPU, rows are grouped by their component count
+    rounded up to ``_SLOT_BUCKET`` slots (inactive slots are zeros at the end), and chunked; never
+    components. Each row's ``[L/R, R]`` product holds a multiple of 16 columns, so it starts 64-byte
+    aligned wherever the row sits in its chunk: on AVX2 CPUs, MKL's small batched GEMMs round an output
+    matrix differently by its address. A row's bits therefore depend only on the row, not on the batch it
+    is made in.
     """
     batch, slots = harmonics.period.shape
     device = harmonics.period.device
