@@ -13,16 +13,6 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the modules that hold slow tests first, whole and in their own order (module fixtures stay shared).
-
-    pytest-xdist hands out tests in collection order, so a long test collected last (the SLURM job, the
-    quick benchmark suite) would run while the other worker sits idle; longest first, the workers end together.
-    """
-    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}
-    items.sort(key=lambda item: item.module not in slow)  # stable: the order within each group is kept
-
-
 @pytest.fixture(scope="session")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny config trained to the end by one process (the reference for multi-process runs)."""
