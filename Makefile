@@ -16,19 +16,23 @@ install-train: $(VENV)/.installed-train
 install: $(VENV)/.installed
 
 $(VENV)/.installed-train: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) "$(TORCH_CPU)"
 	$(PIP_INSTALL) -e .
 	touch $@
 
-# DeepSpeed compiles its CPU shared-memory op at the first ZeRO run on a CPU (a minute of C++): build it
-# here, beside the last install, for the tests and a user's first run. A failed build is not fatal
-# (DeepSpeed retries at run time); its log is $(VENV)/deepspeed-ops.log.
-$(VENV)/.installed: $(VENV)/.installed-train
+# The test install does not go through the train install: the package and its extras come in one pip
+# call after DeepSpeed (one dependency resolution less). DeepSpeed compiles its CPU shared-memory op at
+# the first ZeRO run on a CPU (a minute of C++): build it here, beside that last call, for the tests and
+# a user's first run. A failed build is not fatal (DeepSpeed retries at run time); its log is
+# $(VENV)/deepspeed-ops.log.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) "$(TORCH_CPU)"
 	$(PIP_INSTALL) --no-build-isolation "$(DEEPSPEED)" "transformers>=4.46"
 	$(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" > $(VENV)/deepspeed-ops.log 2>&1 & \
 	  ops=$$!; $(PIP_INSTALL) -e ".[dev,real]"; status=$$?; wait $$ops || true; exit $$status
-	touch $@
+	touch $(VENV)/.installed-train $@
 
 # GPU tests need a CUDA device: CI deselects them; benchmarks/gpu_check.sh runs them on a GPU machine.
 # pytest-xdist runs TEST_WORKERS tests at once; tests/conftest.py shares the cores among the workers.
