@@ -69,17 +69,22 @@ def bit_field(words: torch.Tensor, shift: int, width: int) -> torch.Tensor:
     return (words >> shift).bitwise_and_((1 << width) - 1)
 
 
+_BELOW_ONE = 1.0 - 2.0**-24  # the largest float32 below 1
+
+
 def uniform(words: torch.Tensor, shift: int, width: int, *, open_low: bool = False) -> torch.Tensor:
     """Float32 uniforms on [0, 1) from a bit field of ``width`` <= 24 bits (exact in float32).
 
-    With ``open_low`` the values sit at bin centres, in (0, 1), so they can be logged or divided by.
+    With ``open_low`` the values sit at bin centres, in (0, 1), so they can be logged or divided by. The top
+    bin's centre of a 24-bit field, ``1 - 2**-25``, is not a float32 (it would round to 1.0): it is taken as
+    the largest float32 below 1.
     """
     if width > 24:
         raise ValueError("a float32 uniform holds at most 24 random bits")
     field = bit_field(words, shift, width).to(torch.float32)
-    if open_low:
-        field.add_(0.5)
-    return field.mul_(2.0**-width)
+    if not open_low:
+        return field.mul_(2.0**-width)
+    return field.add_(0.5).mul_(2.0**-width).clamp_(max=_BELOW_ONE)
 
 
 def uniform_index(words: torch.Tensor, shift: int, count: int, width: int = 24) -> torch.Tensor:

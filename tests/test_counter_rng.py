@@ -62,6 +62,16 @@ def test_uniform_ranges_and_moments() -> None:
     assert float(open_values.min()) > 0
 
 
+def test_open_uniforms_stay_inside_zero_one_at_the_top_bin() -> None:
+    """The top bin's centre of a 24-bit field, 1 - 2**-25, is no float32: it rounded to 1.0, which put a
+    1 -> r -> 1 drift peak on the window's last sample, and a division by zero made the signal NaN."""
+    top = torch.tensor([-1], dtype=torch.int64)  # every bit set: the top bin of any field
+    for width in (1, 20, 23, 24):
+        value = float(uniform(top, 0, width, open_low=True)[0])
+        assert 1 - 2.0**-width <= value < 1
+        assert float(uniform(torch.zeros(1, dtype=torch.int64), 0, width, open_low=True)[0]) == 2.0 ** -(width + 1)
+
+
 def test_uniform_index_covers_range_evenly() -> None:
     words = random_words(stream_key(2), torch.arange(90_000, dtype=torch.int64))
     index = uniform_index(words, 0, 90)

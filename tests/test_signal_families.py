@@ -498,3 +498,12 @@ def test_batches_do_not_depend_on_the_thread_count(spec: SignalSpec, restore_thr
         batches.append(torch.cat([_whole(HarmonicStream(spec, batch_size=size, seed=3), 5) for size in (16, 1000)]))
     assert torch.equal(batches[0], batches[1])
     assert torch.equal(batches[0], batches[2])
+
+
+def test_a_drift_peak_drawn_in_the_top_bin_gives_a_finite_signal() -> None:
+    """Signal 4802 of batch 4 (8192 signals, seed 0) draws a 1 -> r -> 1 peak in the top bin of its 24-bit
+    field; it was exactly the last sample, and the signal was NaN (and `train` with drift = true crashed)."""
+    spec = SignalSpec(lookback=100, horizon=10, drift=True)
+    lookback, target = HarmonicStream(spec, batch_size=1, seed=0, split="train").batch(4 * 8192 + 4802)
+    assert torch.isfinite(lookback).all() and torch.isfinite(target).all()
+    assert float(torch.cat([lookback, target], dim=1).abs().max()) == 1.0
