@@ -15,7 +15,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from harmonic_forecast.errors import report
 
 
 class Telemetry:
-    """Sends every record to the JSONL file and, when enabled, to wandb under the same step."""
+    """Sends every record to the JSONL file and, when enabled, its numbers to wandb under the same step (a nested
+    value as ``kind/key/subkey``, e.g. ``eval/mse/(3,10) σ=0.1``)."""
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class Telemetry:
         """Record ``values`` of type ``kind`` at ``step``."""
         self.metrics.write(kind, step=step, **values)
         if self._wandb is not None:
-            flat = {f"{kind}/{key}": value for key, value in values.items() if isinstance(value, int | float)}
+            flat = dict(_scalars(kind, values))
             self._call_wandb("log", lambda run: run.log(flat, step=step))
 
     def close(self) -> None:
@@ -80,6 +81,19 @@ class Telemetry:
             self._wandb = None
             _silence_wandb_teardown()
             warn(f"wandb {what} failed ({_one_line(error)}); wandb logging stops, {self.metrics.path} continues")
+
+
+def _scalars(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
+    """The numbers in ``value`` under slash-joined keys: ``{"mse": {"(3,10)": 0.1}}`` gives ``prefix/mse/(3,10)``.
+
+    Nested dicts are walked (an evaluation's MSE per band and noise level); lists (a curve per horizon step),
+    None and strings are left to the JSONL file.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _scalars(f"{prefix}/{key}", item)
+    elif isinstance(value, int | float):
+        yield prefix, value
 
 
 def warn(message: str) -> None:

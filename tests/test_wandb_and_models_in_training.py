@@ -30,6 +30,9 @@ def test_wandb_offline_run_is_continued_on_resume(tmp_path: Path) -> None:
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(run.name.endswith(f"-{run_id}") for run in runs)
     assert all(any(run.glob("*.wandb")) for run in runs)
+    # wandb gets the validation results too, not only the training scalars (keys as in its run history)
+    history = b"".join(path.read_bytes() for run in runs for path in run.glob("*.wandb"))
+    assert all(key in history for key in (b"train/loss", b"eval/mse/", b"final/results/"))
 
 
 def _descendants(pid: int) -> list[int]:
