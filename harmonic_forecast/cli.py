@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harmonic_forecast.forecast import HarmonicForecaster
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -86,6 +87,9 @@ def _train(args: argparse.Namespace) -> int:
             except CheckpointWriteError as error:
                 report(f"error: {error}")
                 status = EXIT_SAVE_FAILED
+            except KeyboardInterrupt:  # a second Ctrl-C (the first one saves, see preemption)
+                report("stopped at once by a second Ctrl-C: nothing saved since the newest checkpoint")
+                status = EXIT_INTERRUPTED
         if main_process:
             with contextlib.suppress(OSError):  # a full disk: the job script then sees no status, so no requeue
                 write_exit_status(output_dir, status)
@@ -347,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a path the command could not read or write that no check above named
         report(f"error: {error}")
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        report("interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

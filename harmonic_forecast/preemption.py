@@ -1,9 +1,13 @@
-"""Stop requests (SIGTERM, SIGUSR1), the PID file a job script signals, and the exit-status file.
+"""Stop requests (SIGTERM, SIGUSR1, Ctrl-C), the PID file a job script signals, and the exit-status file.
 
-The flag is process-wide: ``python -m harmonic_forecast train`` catches both signals before it imports
+The flag is process-wide: ``python -m harmonic_forecast train`` catches the signals before it imports
 torch, so a stop requested while the trainer imports, fits its model or starts is kept; the training
 loop reads it at every step boundary (the ranks agree on it), saves one checkpoint and the command
 exits with status 3. A stop that arrives after the last step is ignored: the run finishes.
+
+Ctrl-C (SIGINT) is the same request, announced in one line. A second Ctrl-C, a second or more after the
+first, stops at once without saving (``KeyboardInterrupt``); one sooner is the same interrupt, since
+``accelerate launch`` passes the terminal's SIGINT on to the ranks, which the terminal signalled too.
 
 ``OUTPUT/trainer.pid`` (:data:`PID_FILE`), written by the main process once its handlers are installed
 and removed when a stop can no longer take effect, reads ``PID START HOST``: START is field 22 of
@@ -19,12 +23,16 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
+from harmonic_forecast.errors import report
+
 PID_FILE = "trainer.pid"
 EXIT_FILE = "trainer.exit"
+SECOND_INTERRUPT = 1.0  # seconds after the first Ctrl-C from which another one stops at once
 
 
 def process_start_time(pid: int) -> str | None:
@@ -66,15 +74,16 @@ def write_exit_status(directory: Path, status: int) -> None:
 
 
 class StopRequest(contextlib.AbstractContextManager):
-    """While active, SIGTERM and SIGUSR1 set ``requested`` instead of killing the process.
+    """While active, SIGTERM, SIGUSR1 and a first Ctrl-C set ``requested`` instead of killing the process.
 
     Nested requests share the flag, which the outermost one clears on entry. With ``pid_file`` the
     process announces itself there meanwhile (:func:`write_pid_file`), so a job script can signal it.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
     _active: ClassVar[int] = 0
     _requested: ClassVar[bool] = False
+    _interrupted_at: ClassVar[float | None] = None  # monotonic time of the first Ctrl-C
 
     def __init__(self, pid_file: Path | None = None) -> None:
         self.pid_file = pid_file
@@ -87,11 +96,21 @@ class StopRequest(contextlib.AbstractContextManager):
 
     @staticmethod
     def _handle(signum: int, frame: FrameType | None) -> None:
-        StopRequest._requested = True
+        if signum != signal.SIGINT:
+            StopRequest._requested = True
+            return
+        now, first = time.monotonic(), StopRequest._interrupted_at
+        if first is None:
+            StopRequest._interrupted_at, StopRequest._requested = now, True
+            if is_main_process():
+                report("interrupted: saving a checkpoint at the next step boundary, then exit status 3 (resume with "
+                       "--resume auto); Ctrl-C again to stop at once without saving")  # fmt: skip
+        elif now - first >= SECOND_INTERRUPT:
+            raise KeyboardInterrupt
 
     def __enter__(self) -> StopRequest:
         if StopRequest._active == 0:
-            StopRequest._requested = False
+            StopRequest._requested, StopRequest._interrupted_at = False, None
         self._previous = {sig: signal.signal(sig, StopRequest._handle) for sig in self.SIGNALS}
         StopRequest._active += 1
         if self.pid_file:

@@ -14,9 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from harmonic_forecast import preemption
 from harmonic_forecast.checkpoint import checkpoint_steps, latest_checkpoint, verify_checkpoint
 from harmonic_forecast.cli import main
 from harmonic_forecast.config import load_run_config
+from harmonic_forecast.preemption import StopRequest
 from harmonic_forecast.train import EXIT_DIVERGED, EXIT_PREEMPTED, EXIT_SAVE_FAILED, train
 from tests.run_helpers import (
     LONG_RUN,
@@ -194,13 +196,18 @@ def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_stop_signal_saves_a_checkpoint_and_exits_for_requeue(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    """SIGTERM (SIGUSR1: the SLURM tests) and Ctrl-C save at the next step boundary and exit 3; a Ctrl-C passed
+    on again at once (as accelerate launch does) is the same interrupt."""
     write_config(tmp_path, LONG_RUN)
     process = start_training(tmp_path, logged_steps=30, timeout=120)
     process.send_signal(stop_signal)
+    if stop_signal == signal.SIGINT:
+        process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == EXIT_PREEMPTED, stderr[-2000:]
+    assert ("interrupted: saving a checkpoint" in stderr) == (stop_signal == signal.SIGINT)
     newest = latest_checkpoint(tmp_path / "out" / "checkpoints")
     assert newest is not None
     step = json.loads((newest / "trainer_state.json").read_text())["step"]
@@ -327,3 +334,18 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_older_ones(tmp_
     for _, directory in saved:
         verify_checkpoint(directory)  # every step_N left is complete
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_second_ctrl_c_a_second_later_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first Ctrl-C is a stop request (one line), a repeat within SECOND_INTERRUPT the same one, a later
+    one a KeyboardInterrupt; outside a request Ctrl-C is Python's own again."""
+    monkeypatch.setattr(preemption, "SECOND_INTERRUPT", 0.2)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        os.kill(os.getpid(), signal.SIGINT)  # at once: the launcher passing the same Ctrl-C on
+        time.sleep(0.3)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs between bytecodes
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
