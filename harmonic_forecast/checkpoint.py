@@ -10,6 +10,8 @@ A ``step_<N>`` always holds the state of the run that now owns the directory. A 
 ``S`` (0 for a fresh run, else the step of the checkpoint it resumes) first moves every ``step_<N>`` with
 ``N > S`` into ``superseded/<time>-after-step_<S>/``: those belong to another trajectory (an abandoned
 branch, or another run's leftovers). They are kept, never rotated, and ``--resume auto`` ignores them.
+The run's ``metrics.jsonl`` goes there too when it holds records after ``S`` (every record, for a fresh
+run), and only the records up to ``S`` stay in place, so the history and its plot are this trajectory's.
 """
 
 from __future__ import annotations
@@ -124,17 +126,52 @@ def _move_aside(root: Path, directories: list[Path], label: str) -> Path:
     return folder
 
 
-def supersede(root: Path, step: int, resumed_from: Path | None) -> tuple[Path | None, list[int]]:
-    """Move aside every ``step_<N>`` of another trajectory (see the module docstring): ``(folder, steps moved)``.
+def supersede(
+    root: Path, step: int, resumed_from: Path | None, history: Path | None = None
+) -> tuple[Path | None, list[int], bool]:
+    """Move aside everything of another trajectory (see the module docstring): ``(folder, steps moved, whether
+    history records were)``.
 
-    Those are the ones with ``N > step``, and ``step_<step>`` itself unless it is ``resumed_from``. Called by
-    the main process of a run that starts at ``step``, before it writes any checkpoint.
+    Those are the checkpoints ``step_<N>`` with ``N > step``, and ``step_<step>`` itself unless it is
+    ``resumed_from``; and in ``history`` (the run's ``metrics.jsonl``) the records after ``step`` of a resumed
+    run, every record of a fresh one. The history file as it was goes into the folder, and the records this
+    run continues from stay in place. Called by the main process of a run that starts at ``step``, before it
+    writes any checkpoint or record.
     """
     ours = resumed_from.resolve() if resumed_from else None
     other = [(n, path) for n, path in checkpoint_steps(root) if n > step or (n == step and path.resolve() != ours)]
-    if not other:
-        return None, []
-    return _move_aside(root, [path for _, path in other], f"after-step_{step}"), [n for n, _ in other]
+    kept = _records_until(history, step if resumed_from else -1) if history else None
+    if not other and kept is None:
+        return None, [], False
+    folder = _move_aside(root, [path for _, path in other], f"after-step_{step}")
+    if history and kept is not None:
+        os.rename(history, folder / history.name)
+        if kept:
+            staging = history.with_name(f".{history.name}.tmp")
+            staging.write_text(kept)
+            os.replace(staging, history)
+        _fsync_path(folder)
+    return folder, [n for n, _ in other], kept is not None
+
+
+def _records_until(history: Path, step: int) -> str | None:
+    """The lines of ``history`` whose record is at ``step`` or before; None when that is every line (or no file).
+
+    A line that is not a JSON record with a step (one torn by a kill) is not kept.
+    """
+    try:
+        lines = history.read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return None
+    kept = []
+    for line in lines:
+        try:
+            record_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(record_step, int) and record_step <= step:
+            kept.append(line)
+    return None if len(kept) == len(lines) else "".join(kept)
 
 
 def _rotate(root: Path, keep_last: int) -> None:

@@ -40,6 +40,7 @@ from harmonic_forecast.checkpoint import (
 from harmonic_forecast.config import RunConfig
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.models import Forecaster, load_weights, read_model_config
+from harmonic_forecast.telemetry import METRICS_FILE
 from harmonic_forecast.trainer import DivergedError, TrainState, any_rank, weights_finite
 
 STATE_FILE = "trainer_state.json"
@@ -175,9 +176,12 @@ class Checkpointer:
         """Move aside the checkpoints of another trajectory than this run's, which starts at ``step``."""
         self.accelerator.wait_for_everyone()  # every rank has resolved its checkpoint before any is moved
         if self.main:
-            folder, moved = supersede(self.root, step, self.resumed_from)
+            folder, moved, history = supersede(self.root, step, self.resumed_from, self.root.parent / METRICS_FILE)
             if folder:
-                self.say(f"moved checkpoints {', '.join(f'step_{n}' for n in moved)} (another trajectory) to {folder}")
+                what = [f"checkpoints {', '.join(f'step_{n}' for n in moved)}"] if moved else []
+                what += [f"{METRICS_FILE}'s records after step {step}"] if history and self.resumed_from else []
+                what += [f"{METRICS_FILE}"] if history and not self.resumed_from else []
+                self.say(f"moved {' and '.join(what)} (another trajectory) to {folder}")
         self.accelerator.wait_for_everyone()
         self.written = step if (self.root / f"step_{step}").is_dir() else None
 

@@ -26,7 +26,7 @@ from harmonic_forecast.hardware import peak_flops
 from harmonic_forecast.models import flops_per_sample
 from harmonic_forecast.plots import plot_training_curves
 from harmonic_forecast.signals import band_label
-from harmonic_forecast.telemetry import Telemetry, comparison_table, evaluation_table, warn
+from harmonic_forecast.telemetry import METRICS_FILE, Telemetry, comparison_table, evaluation_table, warn
 from harmonic_forecast.trainer import DivergedError, TrainState, any_rank
 
 
@@ -165,7 +165,7 @@ class Metrics(contextlib.AbstractContextManager):
     def plot(self) -> None:
         """Draw the training curves of ``metrics.jsonl`` (a picture is telemetry: never fatal)."""
         try:
-            plot_training_curves(self.output_dir / "metrics.jsonl", self.output_dir / "training_curves.png")
+            plot_training_curves(self.output_dir / METRICS_FILE, self.output_dir / "training_curves.png")
         except Exception as error:
             warn(f"cannot draw {self.output_dir / 'training_curves.png'} ({write_failure(error, self.output_dir)})")
 

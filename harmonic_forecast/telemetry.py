@@ -25,6 +25,8 @@ from torch import nn
 
 from harmonic_forecast.errors import report
 
+METRICS_FILE = "metrics.jsonl"  # in the run directory: every record, one JSON object per line
+
 
 class Telemetry:
     """Sends every record to the JSONL file and, when enabled, its numbers to wandb under the same step (a nested
@@ -41,7 +43,7 @@ class Telemetry:
         run_id: str | None = None,
         config: dict[str, Any] | None = None,
     ) -> None:
-        self.metrics = MetricsLog(output_dir / "metrics.jsonl")
+        self.metrics = MetricsLog(output_dir / METRICS_FILE)
         self._wandb = None
         self.run_id = run_id
         if wandb_enabled:

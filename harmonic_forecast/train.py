@@ -45,7 +45,7 @@ from harmonic_forecast.models import build_model
 from harmonic_forecast.preemption import PID_FILE, StopRequest, StopVote
 from harmonic_forecast.signals import band_label
 from harmonic_forecast.stream import HarmonicStream
-from harmonic_forecast.telemetry import make_console, parameter_table
+from harmonic_forecast.telemetry import METRICS_FILE, make_console, parameter_table
 from harmonic_forecast.trainer import (
     DivergedError,
     TrainingObjective,
@@ -207,7 +207,7 @@ def _run(
     if main:
         checkpointer.export(output_dir / "model", weights)
         metrics.plot()
-        written = [output_dir / "model", last_saved, output_dir / "metrics.jsonl", output_dir / "training_curves.png"]
+        written = [output_dir / "model", last_saved, output_dir / METRICS_FILE, output_dir / "training_curves.png"]
         written = [str(path) for path in written if path.exists()]  # the plot is skipped with a warning if it fails
         say(f"saved {', '.join(written[:-1])} and {written[-1]}")
     return TrainResult(False, state.step, final, last_saved)

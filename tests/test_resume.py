@@ -165,21 +165,35 @@ def test_resuming_an_older_checkpoint_moves_the_other_trajectory_aside(tmp_path:
     run = _train(tmp_path, "run", config, max_steps=15)
     first = _step_digests(run)
     assert sorted(first) == [5, 10, 15]
+    first_history = (run / "metrics.jsonl").read_text()
     branch = tiny_config("train.keep_last=4", "train.lr=1e-4")
     _train(tmp_path, "run", branch, max_steps=15, resume=str(run / "checkpoints" / "step_5"))
     second = _step_digests(run)
     assert sorted(second) == [5, 10, 15] and second[5] == first[5]
     assert second[10] != first[10] and second[15] != first[15]  # the new branch's weights, not the old ones
     (aside,) = (run / "checkpoints" / "superseded").iterdir()  # nothing is lost: the old branch is kept aside
-    assert {p.name: digest(p / "model.safetensors") for p in aside.iterdir()} == {
+    assert {p.name: digest(p / "model.safetensors") for p in aside.iterdir() if p.is_dir()} == {
         "step_10": first[10],
         "step_15": first[15],
     }
     assert latest_checkpoint(run / "checkpoints").name == "step_15"
-    # A fresh run in a directory holding another run's checkpoints writes its own (the same as `run`'s first).
+    # the history is this branch's: the old run's records up to step 5, then the branch's (the old ones aside)
+    assert (aside / "metrics.jsonl").read_text() == first_history
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    resume = next(i for i, record in enumerate(records) if record["kind"] == "resume")
+    assert [r["step"] for r in records[:resume]] == [r["step"] for r in map(json.loads, first_history.splitlines())
+                                                     if r["step"] <= 5]  # fmt: skip
+    assert [r["step"] for r in records if r["kind"] == "final"] == [15]
+    # A fresh run in a directory holding another run's checkpoints writes its own (the same as `run`'s first),
+    # and a history of its own: the branch's moves aside with its checkpoints
+    branch_history = (run / "metrics.jsonl").read_text()
     _train(tmp_path, "run", config, max_steps=10)
     assert _step_digests(run) == {5: first[5], 10: first[10]}
-    assert len(list((run / "checkpoints" / "superseded").iterdir())) == 2
+    folders = sorted((run / "checkpoints" / "superseded").iterdir())
+    assert len(folders) == 2 and (folders[1] / "metrics.jsonl").read_text() == branch_history
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records if r["kind"] in ("resume", "final")] == ["final"]
+    assert records[0]["step"] == 0 and [r["step"] for r in records if r["kind"] == "final"] == [10]
 
 
 def test_divergence_stops_before_saving_poisoned_weights(tmp_path: Path) -> None:
