@@ -8,6 +8,7 @@ parts are fitted on (models never build streams themselves). Nothing here reads 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -113,6 +114,13 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+def _no_gpu_notice(record: logging.LogRecord) -> bool:
+    """False for DeepSpeed's notice that it found no GPU. Accelerate imports DeepSpeed, where installed, to
+    unwrap a model (at the first checkpoint), and on a CPU DeepSpeed then warns "Setting accelerator to CPU.
+    If you have GPU or other accelerator, we were unable to detect it": noise in a run without DeepSpeed."""
+    return "Setting accelerator to CPU" not in record.getMessage()
+
+
 def build_accelerator(config: RunConfig) -> Accelerator:
     """Accelerate for this run: bf16 on GPUs, fp32 and gloo on CPUs, DeepSpeed when launched with it.
 
@@ -132,6 +140,8 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     )
     check_batch_division(config, accelerator.num_processes)
     plugin = accelerator.state.deepspeed_plugin
+    if plugin is None:
+        logging.getLogger("DeepSpeed").addFilter(_no_gpu_notice)
     if plugin is not None:
         plugin.deepspeed_config["gradient_clipping"] = config.train.grad_clip
         plugin.deepspeed_config["gradient_accumulation_steps"] = config.train.grad_accum
