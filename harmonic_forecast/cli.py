@@ -31,22 +31,43 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 
 
+_SIGNAL_DEFAULTS = {"lookback": 100, "horizon": 10, "components": [3, 45], "periods": [10, 100], "noise": 0.0}
+
+
 def _sample(args: argparse.Namespace) -> int:
-    """Write ``count`` signals of the stream (lookback and horizon side by side) to .npy or .csv."""
+    """Write ``count`` signals of the stream (lookback and horizon side by side) to .npy or .csv: of the spec the
+    options give, or with ``--config`` of the signals a run config's stage trains on (families, noise levels)."""
     from harmonic_forecast.series_io import check_output, write_table
 
     if args.count < 1:
         raise ConfigError(f"--count: must be >= 1, got {args.count}")
+    given = [name for name in (*_SIGNAL_DEFAULTS, "drift") if getattr(args, name) not in (None, False)]
+    if args.config is None and (args.stage is not None or args.set):
+        raise ConfigError(f"--{'stage' if args.stage is not None else 'set'}: needs --config")
+    if args.config is not None:
+        if given:
+            raise ConfigError(f"--{given[0]}: not with --config, whose stage gives the signals (use --set)")
+        from harmonic_forecast.config import load_run_config
+
+        config = load_run_config(args.config, args.set)
+        stage = len(config.stages) - 1 if args.stage is None else args.stage
+        if not 0 <= stage < len(config.stages):
+            raise ConfigError(f"--stage: the config has {len(config.stages)} stages (0 to {len(config.stages) - 1})")
+        spec, seed = config.stage_spec(config.stages[stage]), config.train.seed if args.seed is None else args.seed
+    else:
+        values = {name: _SIGNAL_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)
+                  for name in _SIGNAL_DEFAULTS}  # fmt: skip
+        spec = SignalSpec(
+            lookback=values["lookback"],
+            horizon=values["horizon"],
+            components=tuple(values["components"]),
+            periods=tuple(values["periods"]),
+            noise=values["noise"],
+            drift=args.drift,
+        )
+        seed = 0 if args.seed is None else args.seed
     output = check_output(args.output)
-    spec = SignalSpec(
-        lookback=args.lookback,
-        horizon=args.horizon,
-        components=tuple(args.components),
-        periods=tuple(args.periods),
-        noise=args.noise,
-        drift=args.drift,
-    )
-    stream = HarmonicStream(spec, batch_size=args.count, seed=args.seed, split=args.split)
+    stream = HarmonicStream(spec, batch_size=args.count, seed=seed, split=args.split)
     lookback, target = stream.batch(0)
     signals = np.concatenate([lookback.numpy(), target.numpy()], axis=1)
     write_table(output, signals, [f"t{i}" for i in range(spec.length)])
@@ -274,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", default=None, help="default: runs/<config name>")
     train.add_argument("--max-steps", type=int, default=None, help="stop at this global step (a checkpoint is saved)")
     train.add_argument("--resume", default=None, metavar="auto|PATH", help="auto: newest complete checkpoint, if any")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, parser=train)
 
     predict = commands.add_parser("predict", help="forecast a series from a CSV or NPY file")
     _add_model_and_series(predict)
@@ -285,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the model's forecast of each window alone, not combined with naive, AR and drift by their past errors",
     )
-    predict.set_defaults(run=_predict)
+    predict.set_defaults(run=_predict, parser=predict)
 
     assess = commands.add_parser("evaluate", help="score a model against the baselines on fixed test sets")
     assess.add_argument("--checkpoint", default=None, help="model, run or checkpoint directory (default: shipped)")
@@ -307,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: <model directory>/evaluation[-shift|-real]; for the shipped model, evaluation[-...] here",
     )
     assess.add_argument("--device", default="cpu", help="torch device to run the model on, e.g. cuda")
-    assess.set_defaults(run=_evaluate)
+    assess.set_defaults(run=_evaluate, parser=assess)
 
     tune = commands.add_parser("finetune", help="fine-tune a model on a real series")
     _add_model_and_series(tune)
@@ -322,26 +343,35 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--patience", type=int, default=5, help="epochs without improvement before stopping (default %(default)s)"
     )
-    tune.set_defaults(run=_finetune)
+    tune.set_defaults(run=_finetune, parser=tune)
 
     sample = commands.add_parser("sample", help="write signals of the stream to a .npy or .csv file")
     sample.add_argument("--count", type=int, default=16, help="signals to write (default %(default)s)")
-    sample.add_argument("--lookback", type=int, default=100)
-    sample.add_argument("--horizon", type=int, default=10)
-    sample.add_argument("--components", type=int, nargs=2, default=[3, 45], metavar=("LOW", "HIGH"))
-    sample.add_argument("--periods", type=int, nargs=2, default=[10, 100], metavar=("LOW", "HIGH"))
-    sample.add_argument("--noise", type=float, default=0.0)
-    sample.add_argument("--drift", action="store_true")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--split", choices=SPLITS, default="train")
     sample.add_argument("--output", required=True, help=".csv or .npy")
-    sample.set_defaults(run=_sample)
+    sample.add_argument("--config", default=None, help="the signals this run config trains on (its stage's families)")
+    sample.add_argument("--stage", type=int, default=None, help="with --config: the 0-based stage (default: the last)")
+    sample.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --config: an override")
+    defaults = _SIGNAL_DEFAULTS
+    sample.add_argument("--lookback", type=int, default=None, help=f"without --config (default {defaults['lookback']})")
+    sample.add_argument("--horizon", type=int, default=None, help=f"without --config (default {defaults['horizon']})")
+    for name in ("components", "periods"):
+        low, high = defaults[name]
+        sample.add_argument(
+            f"--{name}", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"), help=f"default {low} {high}"
+        )
+    sample.add_argument("--noise", type=float, default=None, help="σ (default 0)")
+    sample.add_argument("--drift", action="store_true", help="1 -> r -> 1 amplitude drift")
+    sample.add_argument("--seed", type=int, default=None, help="default: the config's train.seed, else 0")
+    sample.add_argument("--split", choices=SPLITS, default="train")
+    sample.set_defaults(run=_sample, parser=sample)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # the command's own usage, not the top-level one
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     keep_freed_memory()
     try:
         return args.run(args)

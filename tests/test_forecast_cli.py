@@ -16,6 +16,9 @@ from harmonic_forecast.cli import main
 from harmonic_forecast.forecast import series_windows
 from harmonic_forecast.models import SparseGRUConfig, build_model
 from harmonic_forecast.trainer import stream_windows
+from tests.run_helpers import ROOT
+
+QUICKSTART = str(ROOT / "configs" / "quickstart.toml")
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +239,9 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2(
         (["finetune", "--epochs", "0"], "--epochs, --patience: >= 1"),
         (["finetune", "--validation-fraction", "1.5"], "--validation-fraction: in (0, 1)"),
         (["sample", "--count", "0", "--output", "x.csv"], "--count: must be >= 1, got 0"),
+        (["sample", "--output", "x.csv", "--config", QUICKSTART, "--noise", "0.1"], "--noise: not with"),
+        (["sample", "--output", "x.csv", "--config", QUICKSTART, "--stage", "2"], "--stage: the config"),
+        (["sample", "--output", "x.csv", "--stage", "0"], "--stage: needs --config"),
         (["evaluate", "--suite", "nope"], "--suite: expected one of synthetic, shift, real, got 'nope'"),
     ],
 )
@@ -278,3 +284,25 @@ def test_finetune_needs_enough_data(tmp_path: Path, model_dir: Path, capsys: pyt
                    "--output-dir", str(tmp_path / "tuned")])  # fmt: skip
     assert status == 2 and "no training or validation window" in capsys.readouterr().err
     assert not (tmp_path / "tuned").exists()
+
+
+def test_sample_writes_the_signals_a_config_trains_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --config: the stage's spec (families, noise levels) and the config's seed, as the trainer's stream."""
+    from harmonic_forecast.config import load_run_config
+    from harmonic_forecast.stream import HarmonicStream
+
+    config_path = QUICKSTART
+    output = tmp_path / "signals.npy"
+    assert main(["sample", "--count", "34", "--output", str(output), "--config", config_path, "--stage", "0"]) == 0
+    config = load_run_config(config_path)
+    lookback, target = HarmonicStream(config.stage_spec(config.stages[0]), 34, seed=config.train.seed).batch(0)
+    np.testing.assert_array_equal(np.load(output), torch.cat([lookback, target], dim=1).numpy())
+    assert "wrote 34 signals of 110 samples" in capsys.readouterr().out
+
+
+def test_an_unknown_option_shows_the_commands_own_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--output", "x.csv", "--bogus", "1"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.startswith("usage: harmonic-forecast sample")
+    assert "unrecognized arguments: --bogus 1" in error
