@@ -55,7 +55,7 @@ from harmonic_forecast.trainer import (
     build_accelerator,
     build_optimizer,
     compile_objective,
-    stream_windows,
+    fit_closed_form,
     train_step,
 )
 
@@ -98,7 +98,7 @@ def _trainer_step(
     accelerator = _accelerator(config)
     torch.manual_seed(0)
     model = build_model(config.model)
-    model.fit_to_data(stream_windows(0), config.stage_spec(config.stages[-1]))
+    fit_closed_form(model, config)
     optimizer = build_optimizer(model, config)
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
     step_objective = compile_objective(objective, config, accelerator)

@@ -54,7 +54,7 @@ from harmonic_forecast.trainer import (
     build_optimizer,
     check_batch_division,
     compile_objective,
-    stream_windows,
+    fit_closed_form,
     train_step,
     uses_cuda_graphs,
 )
@@ -132,7 +132,7 @@ def _run(
     state = TrainState(stage_samples=[0] * len(config.stages))
     if not checkpointer.load(model, optimizer, state):
         device = next(model.parameters()).device  # still where build_model made it: the fit's windows go there
-        model.fit_to_data(stream_windows(config.train.seed, device), config.stage_spec(config.stages[-1]))
+        fit_closed_form(model, config, device)
     say(parameter_table(model))
     objective, optimizer = accelerator.prepare(TrainingObjective(model, loss_function(config.train.loss)), optimizer)
     step_objective = compile_objective(objective, config, accelerator)

@@ -72,6 +72,22 @@ class TrainingObjective(torch.nn.Module):
         return self.model.training_loss(lookback, target, self.loss)
 
 
+def fit_closed_form(model: Forecaster, config: RunConfig, device: str | torch.device = "cpu") -> None:
+    """Fit the model's closed-form parts (``fit_to_data``) on the run's stream, for its last stage's signals.
+
+    On a CPU the fit runs on one thread: its float64 reductions (a Gram matrix over 65k windows) round by how
+    MKL splits them among threads, and the noise calibration that follows amplifies that rounding (its knots
+    moved by up to 20% between one and two threads), so a run would depend on how many threads a launcher
+    gives each process. On one thread every world size fits the same parts. It takes under a second.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.fit_to_data(stream_windows(config.train.seed, device), config.stage_spec(config.stages[-1]))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def stream_windows(seed: int, device: str | torch.device = "cpu") -> WindowSource:
     """The :class:`~harmonic_forecast.models.WindowSource` of a run's stream, for ``Forecaster.fit_to_data``.
 
