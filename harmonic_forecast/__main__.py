@@ -1,6 +1,6 @@
 """``python -m harmonic_forecast`` runs the command line.
 
-For ``train``, SIGTERM and SIGUSR1 become stop requests before anything heavy is imported (the
+For ``train``, SIGTERM, SIGUSR1 and Ctrl-C become stop requests before anything heavy is imported (the
 package imports lazily): a stop sent while the trainer starts is kept until its first step boundary.
 """
 

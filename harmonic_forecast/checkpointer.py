@@ -173,14 +173,15 @@ class Checkpointer:
             objective.load_checkpoint(str(self.resumed_from), tag=DEEPSPEED_TAG, load_lr_scheduler_states=False)
 
     def supersede(self, step: int) -> None:
-        """Move aside the checkpoints of another trajectory than this run's, which starts at ``step``."""
+        """Move aside the checkpoints and metrics records of another trajectory than this run's, which starts at
+        ``step`` (:func:`~harmonic_forecast.checkpoint.supersede`)."""
         self.accelerator.wait_for_everyone()  # every rank has resolved its checkpoint before any is moved
         if self.main:
             folder, moved, history = supersede(self.root, step, self.resumed_from, self.root.parent / METRICS_FILE)
             if folder:
                 what = [f"checkpoints {', '.join(f'step_{n}' for n in moved)}"] if moved else []
-                what += [f"{METRICS_FILE}'s records after step {step}"] if history and self.resumed_from else []
-                what += [f"{METRICS_FILE}"] if history and not self.resumed_from else []
+                if history:
+                    what.append(METRICS_FILE + (f" (its records after step {step})" if self.resumed_from else ""))
                 self.say(f"moved {' and '.join(what)} (another trajectory) to {folder}")
         self.accelerator.wait_for_everyone()
         self.written = step if (self.root / f"step_{step}").is_dir() else None

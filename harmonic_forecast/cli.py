@@ -78,7 +78,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     """Train the config's curriculum; checkpoints, model and metrics go to ``--output-dir``.
 
-    From the start, SIGTERM and SIGUSR1 only request a stop, which the loop honours at its first step
+    From the start, SIGTERM, SIGUSR1 and a first Ctrl-C only request a stop, which the loop honours at its first step
     boundary; the main process announces itself in ``trainer.pid`` before the heavy imports, and
     records the exit status in ``trainer.exit`` (:mod:`harmonic_forecast.preemption`).
     """
