@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.series_io import writable_directory
 from harmonic_forecast.testing import SeedStyleSignals
 
 Batch = tuple[torch.Tensor, ...]
@@ -60,8 +62,15 @@ def parse_arguments(
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = quick_seconds if args.quick else seconds
-    if args.seconds <= 0:
-        parser.error(f"--seconds: must be > 0, got {args.seconds}")
+    if not math.isfinite(args.seconds) or args.seconds <= 0:  # NaN would never end a timing loop
+        parser.error(f"--seconds: must be a number > 0, got {args.seconds}")
+    if args.output is not None:  # checked before the benchmark runs, not when its report is written
+        try:
+            if args.output.is_dir():
+                raise ConfigError(f"--output {args.output}: is a directory")
+            writable_directory(args.output.parent, "--output")
+        except ConfigError as error:
+            parser.error(str(error))
     return args
 
 

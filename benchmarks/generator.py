@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(table)
 
     best_ratio: dict[str, float] = {}
-    for band, _, baseline_band in reversed(_specs()):
+    for band, _, baseline_band in _specs():
         best = max((r for r in results if r["device"] == "cpu" and r["band"] == band), key=lambda r: r["signals_per_s"])
         best_ratio[band] = best["ratio_vs_seed"]
         console.print(

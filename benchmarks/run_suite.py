@@ -1,7 +1,7 @@
 """The benchmark suite behind ``make bench`` (``--quick``: ``make bench-quick``, run in CI).
 
 Runs each benchmark as its own process (so its peak memory is its own), then writes
-``benchmarks/results/<date>-<host>.json`` with the three headline ratios at the top level
+``benchmarks/results/<date>-<host>.json`` with the four headline ratios at the top level
 (``generator_vs_seed``, ``train_vs_seed``, ``ddp_2proc_vs_1proc``, ``predict_vs_ar``) and every benchmark's full report,
 plus the same summary as a markdown table beside it.
 """
@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from common import format_ratio, sci
+
+from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.series_io import writable_directory
 
 HERE = Path(__file__).resolve().parent
 # benchmark -> (headline key, what it measures, the baseline it is compared with)
@@ -65,8 +68,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="short runs (CI)")
     parser.add_argument("--output-dir", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
+    try:  # before the benchmarks run, not when their reports are written
+        writable_directory(args.output_dir, "--output-dir")
+    except ConfigError as error:
+        parser.error(str(error))
     today, host = datetime.date.today().isoformat(), socket.gethostname()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"date": today, "host": host, "quick": args.quick, "benchmarks": {}}
     for name, (key, _, _) in BENCHMARKS.items():
         report, peak = _run(name, args.quick, args.output_dir / f"{name}-{today}-{host}.json")

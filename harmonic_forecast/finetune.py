@@ -68,11 +68,20 @@ def split_windows(
     starts = np.arange(len(windows))
     train, validation = windows[starts + lookback + horizon <= cut], windows[starts + lookback >= cut]
     if len(train) == 0 or len(validation) == 0:
-        need = int(np.ceil((lookback + horizon) / min(validation_fraction, 1 - validation_fraction)))
         raise ConfigError(
-            f"--input: {len(series)} samples leave no training or validation window; need about {need} or more"
+            f"--input: {len(series)} samples leave no training or validation window at --validation-fraction "
+            f"{validation_fraction:g}; need at least {_shortest(lookback, horizon, validation_fraction)}"
         )
     return _windows(train, lookback), _windows(validation, lookback)
+
+
+def _shortest(lookback: int, horizon: int, validation_fraction: float) -> int:
+    """The fewest samples that :func:`split_windows` cuts into a training and a validation window: the cut
+    leaves a whole window before it, and a window whose target starts at the cut fits after it."""
+    length = lookback + horizon
+    while not lookback + horizon <= round(length * (1 - validation_fraction)) <= length - horizon:
+        length += 1
+    return length
 
 
 def _windows(windows: np.ndarray, lookback: int) -> Windows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,11 @@ def writable_directory(directory: str | Path, option: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"{option} {directory}: cannot create it ({error.strerror or error})") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {directory}: not writable")
+    try:  # a file made and removed: permissions alone miss a read-only mount, and root passes any access check
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{option} {directory}: not writable ({error.strerror or error})") from None
     return directory
 
 

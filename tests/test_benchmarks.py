@@ -39,3 +39,26 @@ def test_quick_accuracy_benchmark_scores_both_models_against_the_linear_maps(tmp
     assert len(report["summary"]) == 10
     clean = report["summary"]["(3,45) clean"]
     assert clean["default"]["vs_best_linear"] < 2 < clean["seed_gru"]["vs_best_linear"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--seconds", "nan"], "--seconds: must be a number > 0, got nan"),
+        (["--output", "{tmp}"], "is a directory"),
+        (["--output", "/proc/harmonic-forecast-test/x.json"], "--output /proc/harmonic-forecast-test: cannot create"),
+    ],
+)
+def test_bad_arguments_stop_a_benchmark_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    """NaN seconds never ended a timing loop; an unwritable --output failed with a traceback after the run.
+    Every benchmark parses its arguments with ``common.parse_arguments``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from common import parse_arguments
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments([a.format(tmp=tmp_path) for a in arguments], "a benchmark", 1.0, 0.5, "quick")
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

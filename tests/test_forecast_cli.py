@@ -306,3 +306,18 @@ def test_an_unknown_option_shows_the_commands_own_usage(capsys: pytest.CaptureFi
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and error.startswith("usage: harmonic-forecast sample")
     assert "unrecognized arguments: --bogus 1" in error
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.5, 0.9])
+def test_finetunes_shortest_series_is_the_one_it_names(fraction: float) -> None:
+    """The error names the fewest samples that split into a training and a validation window (it said about
+    550 for 0.2, where 137 finetune), and that many do split."""
+    from harmonic_forecast.finetune import split_windows
+
+    with pytest.raises(ConfigError, match=r"need at least (\d+)$") as error:
+        split_windows(np.arange(120.0), 100, 10, fraction)
+    need = int(error.value.args[0].rsplit(" ", 1)[1])
+    train, validation = split_windows(np.arange(float(need)), 100, 10, fraction)
+    assert len(train.target) >= 1 and len(validation.target) >= 1
+    with pytest.raises(ConfigError, match=f"{need - 1} samples leave no training or validation window"):
+        split_windows(np.arange(float(need - 1)), 100, 10, fraction)
