@@ -83,18 +83,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "forecast_cpu.toml")
     parser.add_argument("--samples", type=int, default=None, help="training signals per model (default: the config's)")
-    parser.add_argument("--signals", type=int, default=4096, help="signals per test set")
+    parser.add_argument("--signals", type=int, default=None, help="signals per test set (default 4096, quick 256)")
     parser.add_argument("--quick", action="store_true", help="a tiny budget and small test sets (checks the pipeline)")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     args = parser.parse_args(argv)
+    for option in ("samples", "signals"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            parser.error(f"--{option}: must be >= 1, got {getattr(args, option)}")
     keep_freed_memory()
     console = Console(width=160)
     today, host, output = run_identity("accuracy", args.output)
 
     config = load_run_config(args.config, QUICK_OVERRIDES if args.quick else [])
     samples = 960 if args.quick else args.samples or config.total_steps * config.train.batch_size
-    settings = EvaluationSettings(signals=256, fit_batches=1, fit_batch_size=1024) if args.quick else None
-    settings = settings or EvaluationSettings(signals=args.signals)
+    if args.quick:
+        settings = EvaluationSettings(signals=args.signals or 256, fit_batches=1, fit_batch_size=1024)
+    else:
+        settings = EvaluationSettings(signals=args.signals or 4096)
     runs = {"default": with_budget(config, samples)}
     runs["seed_gru"] = runs["default"].model_copy(update={"model": SEED_MODEL})
     training, forecasters = {}, {}
