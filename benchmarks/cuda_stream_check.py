@@ -5,6 +5,7 @@ Prints one line per spec and writes ``benchmarks/results/cuda-stream-check.json`
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ TOLERANCE = 1e-5
 
 def main() -> int:
     """Compare CPU and CUDA batches for each spec; returns the exit status."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help says what it does
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 1

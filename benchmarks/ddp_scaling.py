@@ -60,7 +60,8 @@ def _run(processes: int, per_process_batch: int, steps: int, directory: Path) ->
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run both trainings, print the scaling, write the JSON and return it."""
-    args = parse_arguments(argv, "1 -> 2 process DDP scaling on CPU (gloo, one thread each).", 1.0, 1.0, "short runs")
+    description = "1 -> 2 process DDP scaling on CPU (gloo, one thread each); runs are sized by steps, not --seconds."
+    args = parse_arguments(argv, description, 1.0, 1.0, "short runs")
     today, host, output = run_identity("ddp_scaling", args.output)
     per_process_batch, steps, repeats = (256, 30, 1) if args.quick else (1024, 120, 3)
     runs: dict[int, list[float]] = {1: [], 2: []}

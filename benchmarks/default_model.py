@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clean_raw = (clean * 3.0 + 20.0).numpy()
     model, noiseless = forecaster.model, {}
     for label, config in (
-        ("regular", model.config.model_copy(update={"clean_noise_variance": 0.0})),
+        ("clean_iterations_off", model.config.model_copy(update={"clean_noise_variance": 0.0})),
         (kind, model.config),
     ):
         model.config = config
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"predict windows/s, noiseless ({windows})",
             noiseless[kind],
             "clean iterations off",
-            noiseless["regular"],
-            noiseless[kind] / noiseless["regular"],
+            noiseless["clean_iterations_off"],
+            noiseless[kind] / noiseless["clean_iterations_off"],
         ),
         (f"training samples/s (batch {batch})", train[kind], "seed_gru", train["seed_gru"], train_ratio),
     )
