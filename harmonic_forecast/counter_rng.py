@@ -84,7 +84,8 @@ def uniform(words: torch.Tensor, shift: int, width: int, *, open_low: bool = Fal
     field = bit_field(words, shift, width).to(torch.float32)
     if not open_low:
         return field.mul_(2.0**-width)
-    return field.add_(0.5).mul_(2.0**-width).clamp_(max=_BELOW_ONE)
+    field.add_(0.5).mul_(2.0**-width)
+    return field.clamp_(max=_BELOW_ONE) if width == 24 else field  # narrower fields' top centres are float32s
 
 
 def uniform_index(words: torch.Tensor, shift: int, count: int, width: int = 24) -> torch.Tensor:
