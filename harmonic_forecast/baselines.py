@@ -169,15 +169,27 @@ def autoregressive(lookback: Tensor, horizon: int, order: int, ridge: float = AR
     return autoregressive_float64(lookback, horizon, order, _check_ridge(ridge)).float()
 
 
-def autoregressive_float64(lookback: Tensor, horizon: int, order: int, ridge: float = AR_RIDGE) -> Tensor:
+def autoregressive_float64(
+    lookback: Tensor, horizon: int, order: int, ridge: float = AR_RIDGE, forward_backward: bool = False
+) -> Tensor:
     """:func:`autoregressive`'s fit and recursion in float64, ``[N, L] -> [N, horizon]``, arguments unchecked.
 
     For callers that need the digits (a model's expert). A window whose normal equations are singular
     (e.g. all zeros) gets a NaN row instead of an exception for the batch.
+
+    ``forward_backward`` also fits the same coefficients to the window read backwards (each sample from the
+    ``order`` after it): the forward-backward, or modified covariance, least squares of Ulrych & Clayton
+    (1976, "Time series modelling and maximum entropy", *Phys. Earth Planet. Inter.* 12) and Marple (1980, "A
+    new autoregressive spectrum analysis algorithm", *IEEE Trans. ASSP* 28(4)). A sum of undamped sinusoids,
+    a level and a linear trend obeys the recurrence both ways (its characteristic polynomial is
+    palindromic), so the fit has twice the equations for the same unknowns; a series that grows or decays
+    does not, so it suits noiseless harmonic windows, not every series.
     """
     length = lookback.shape[1]
     x = lookback.double()
     lagged = x.unfold(1, order + 1, 1)  # [N, L - order, order + 1]: x_{t - order} .. x_t
+    if forward_backward:
+        lagged = torch.cat([lagged, lagged.flip(-1)], dim=1)  # and x_{t + order} .. x_t
     design = torch.cat([lagged[..., :order], torch.ones_like(lagged[..., :1])], dim=-1)
     coefficients = _normal_equations_solve(design, lagged[..., order:], ridge)[..., 0]
     weights, intercept = coefficients[:, :order], coefficients[:, order]

@@ -12,10 +12,12 @@ import torch
 from harmonic_forecast import HarmonicStream, SignalSpec
 from harmonic_forecast.baseline_fits import fit_baselines
 from harmonic_forecast.baselines import (
+    AR_RIDGE,
     LinearMap,
     PeriodDictionary,
     ScaledLinearMap,
     autoregressive,
+    autoregressive_float64,
     backtest_ar_orders,
     backtest_autoregressive,
     choose_ar_order,
@@ -107,6 +109,17 @@ def test_ar_is_exact_on_sums_of_sinusoids(periods: list[int], order: int) -> Non
     # A sum of K sinusoids obeys an AR(2K) recursion.
     lookback, target = sinusoids(32, periods)
     torch.testing.assert_close(autoregressive(lookback, HORIZON, order), target, atol=1e-4, rtol=0)
+
+
+def test_forward_backward_ar_is_exact_on_sinusoids_with_a_level() -> None:
+    """A sum of sinusoids plus a level obeys its recurrence read backwards too."""
+    t = torch.arange(LOOKBACK + HORIZON, dtype=torch.float64)
+    phases = torch.rand(16, 2, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 * math.pi
+    signal = torch.sin(2 * math.pi * t / 12.5 + phases[:, 0]) + 0.7 * torch.sin(2 * math.pi * t / 31.0 + phases[:, 1])
+    signal = signal + 0.3
+    lookback, target = signal[:, :LOOKBACK], signal[:, LOOKBACK:]
+    forecast = autoregressive_float64(lookback, HORIZON, 4, AR_RIDGE, forward_backward=True)  # 2K = 4
+    torch.testing.assert_close(forecast, target, atol=1e-8, rtol=0)
 
 
 def test_naive_is_exact_on_constants() -> None:

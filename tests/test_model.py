@@ -222,6 +222,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         del values[key]
     for key in ("clean_noise_variance", "clean_fold_iterations", "clean_refine_iterations", "clean_ar_order"):
         del values[key]
+    del values["clean_ar_fit"]
     (tmp_path / "config.json").write_text(json.dumps(values))
     expected = ExpertGRUConfig(
         hidden=8,
@@ -232,6 +233,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         break_ratio=0.0,
         clean_ar_order=0,
         clean_noise_variance=1e-10,
+        clean_ar_fit="forward",
     )
     assert read_model_config(tmp_path) == expected
 

@@ -156,7 +156,8 @@ def read_model_config(directory: Path) -> ModelConfig:
 
     A config saved before the scaling convention reads as ``input_scaling = "none"``, an ``expert_gru`` one
     saved before its sparse backtest had folds as ``sparse_folds = 1``, before the regime-break rule or the
-    noiseless windows' AR refit with them off (each as trained and as it forecast); the sparse fit's
+    noiseless windows' AR refit with them off, before that refit read windows backwards too with a forward
+    fit (each as trained and as it forecast); the sparse fit's
     keys, which every kind used to write, are dropped for a kind that does not have them.
     """
     try:
@@ -175,4 +176,5 @@ def read_model_config(directory: Path) -> ModelConfig:
         values.setdefault("break_ratio", 0.0)  # saved before the regime-break rule: off, as it forecast then
         values.setdefault("clean_ar_order", 0)  # saved before noiseless windows' AR refit: off,
         values.setdefault("clean_noise_variance", 1e-10)  # at the threshold of that time
+        values.setdefault("clean_ar_fit", "forward")  # saved before the forward-backward refit: as evaluated
     return model_config({"kind": kind, **values})

@@ -23,7 +23,9 @@ Outside training, a noiseless window's AR forecast is that of order ``clean_ar_o
 window (its backtest error stays the backtested order's), unless that forecast leaves the safety range below
 (an unstable recursion). Without noise there is nothing to overfit, and the backtest cannot try such orders:
 its shortest fit (``L - ar_folds H`` samples) holds too few equations. A clean sum of ``K`` sinusoids needs
-order ``2K``; for ``K`` above 16 the backtested orders stop short of it.
+order ``2K``; for ``K`` above 16 the backtested orders stop short of it. With ``clean_ar_fit =
+"forward_backward"`` (the default) that refit also fits the window read backwards, which a sum of sinusoids
+obeys too: twice the equations for the same coefficients (:func:`~harmonic_forecast.baselines.autoregressive_float64`).
 
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
@@ -96,6 +98,7 @@ class ExpertGRUConfig(ModelConfig):
     clean_fold_iterations: Positive = 8  # outside training, EM updates of each backtest fold of a noiseless window
     clean_refine_iterations: Positive = 16  # outside training, EM updates of a noiseless window's whole-window fit
     clean_ar_order: Annotated[Int, Field(ge=0)] = 44  # outside training, a noiseless window's AR order (0: off)
+    clean_ar_fit: Literal["forward_backward", "forward"] = "forward_backward"  # that refit's least squares
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
@@ -241,7 +244,8 @@ class ExpertGRUForecaster(Forecaster):
         """Noiseless windows' AR forecasts ``[R, H]``: order ``clean_ar_order`` refitted on each window ``x``
         ``[R, L]``, where its forecast stays inside the safety range (an unstable recursion leaves it); ``ar``
         elsewhere."""
-        refit = autoregressive_float64(x, self.config.horizon, self.config.clean_ar_order, AR_RIDGE)
+        backward = self.config.clean_ar_fit == "forward_backward"
+        refit = autoregressive_float64(x, self.config.horizon, self.config.clean_ar_order, AR_RIDGE, backward)
         low, high = lookback_bounds(x, self.config.max_excursion)
         keep = ((refit >= low) & (refit <= high)).all(dim=1)  # False where not finite
         return torch.where(keep[:, None], refit, ar)
