@@ -22,6 +22,7 @@ from harmonic_forecast.config import RunConfig
 from harmonic_forecast.curriculum import CurriculumState
 from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.models import Forecaster, WindowSource
+from harmonic_forecast.models.row_threads import torch_threads
 from harmonic_forecast.signals import SignalSpec
 from harmonic_forecast.stream import HarmonicStream
 
@@ -80,12 +81,8 @@ def fit_closed_form(model: Forecaster, config: RunConfig, device: str | torch.de
     moved by up to 20% between one and two threads), so a run would depend on how many threads a launcher
     gives each process. On one thread every world size fits the same parts. It takes under a second.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         model.fit_to_data(stream_windows(config.train.seed, device), config.stage_spec(config.stages[-1]))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def stream_windows(seed: int, device: str | torch.device = "cpu") -> WindowSource:

@@ -17,8 +17,9 @@ blocking may change with the row count); the split is a function of the row coun
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -34,6 +35,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     if key not in _pools:
         _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="harmonic-rows")
     return _pools[key]
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count at ``count``, and restore the caller's afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def map_row_chunks(function: Callable[[Tensor], tuple[Tensor, ...]], rows: Tensor) -> tuple[Tensor, ...]:
@@ -54,10 +66,6 @@ def map_row_chunks(function: Callable[[Tensor], tuple[Tensor, ...]], rows: Tenso
         with torch.set_grad_enabled(grad):
             return function(chunk)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a chunk per core; a pool thread takes this count at its first parallel op
-    try:
+    with torch_threads(1):  # a chunk per core; a pool thread takes this count at its first parallel op
         parts = list(_pool(chunks).map(run, rows.chunk(chunks)))
-    finally:
-        torch.set_num_threads(threads)
     return tuple(torch.cat(values) for values in zip(*parts, strict=True))
