@@ -7,6 +7,7 @@ are pydantic tables instead (:mod:`harmonic_forecast.tables`), their errors turn
 
 from __future__ import annotations
 
+import numbers
 import sys
 from typing import Any
 
@@ -30,15 +31,15 @@ def report(message: str) -> None:
 
 
 def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` if it is an int (not a bool) within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Return ``value`` as an int if it is an integer (Python's or numpy's, not a bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{field}: expected an integer, got {value!r}")
-    return _within(field, value, minimum, maximum)
+    return _within(field, int(value), minimum, maximum)
 
 
 def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
-    """Return ``value`` as a finite float within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """Return ``value`` (a Python or numpy number, not a bool) as a finite float within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
         raise ConfigError(f"{field}: expected a number, got {value!r}")
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):

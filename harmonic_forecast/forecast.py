@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from harmonic_forecast.combination import HISTORY, classical_forecasts, combination_weights
-from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.errors import ConfigError, require_int
+from harmonic_forecast.hardware import usable_device
 from harmonic_forecast.models import CONFIG_FILE, Forecaster
 from harmonic_forecast.scaling import scale_windows, unscale
 
@@ -61,6 +62,23 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
     return values
 
 
+def _real_windows(lookback: Array) -> torch.Tensor:
+    """``lookback`` as a real-valued tensor (integers as float64), or a one-line :class:`ConfigError`."""
+    if isinstance(lookback, torch.Tensor):
+        if lookback.dtype == torch.bool or lookback.is_complex():
+            raise ConfigError(f"lookback: expected real numbers, got {lookback.dtype}")
+        return lookback if lookback.is_floating_point() else lookback.double()
+    values = np.array(lookback)
+    if values.dtype.kind in "bcmM":  # booleans, complex numbers, times
+        raise ConfigError(f"lookback: expected real numbers, got {values.dtype}")
+    if values.dtype.kind not in "iuf":
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError("lookback: values are not numbers") from None
+    return torch.from_numpy(values if values.dtype.kind == "f" else values.astype(np.float64))
+
+
 class HarmonicForecaster:
     """A loaded model with batched, device-aware prediction, ``batch_size`` windows at a time.
 
@@ -71,9 +89,18 @@ class HarmonicForecaster:
     """
 
     def __init__(self, model: Forecaster, device: str | torch.device = "cpu", batch_size: int = 2048) -> None:
-        self.device = torch.device(device)
+        self.device = usable_device("device", device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per model call (>= 1); a bad value raises :class:`ConfigError` when set."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = require_int("batch_size", value, minimum=1)
 
     @property
     def lookback(self) -> int:
@@ -89,30 +116,30 @@ class HarmonicForecaster:
     def predict(self, lookback: Array) -> Array:
         """Forecast ``[N, lookback]`` windows in any units: ``[N, horizon]`` in those units, row i for window i.
 
-        A numpy array (or anything array-like) gives a float32 numpy array; a tensor gives a float32
-        tensor on the tensor's device. float64 input keeps its precision through the scaling (a large
-        level does not eat the variation's digits). Rows are independent: a window holding a NaN or inf
-        gets a row of NaN and every other row is what it would be without that window (up to the last-bit
-        rounding that differs between batch sizes); nothing is raised for it. A constant window forecasts
-        its constant. A wrong shape raises :class:`ConfigError`.
+        A numpy array (or anything array-like) gives a numpy array, a tensor a tensor on the tensor's
+        device: float64 for float64 or integer input, whose precision the scaling and its inverse keep (a
+        level of 1e9 does not eat the variation's digits), float32 for any other float dtype. Rows are
+        independent: a window holding a NaN or inf gets a row of NaN and every other row is what it would
+        be without that window (up to the last-bit rounding that differs between batch sizes); nothing is
+        raised for it. A constant window forecasts its constant. A wrong shape, or values that are not real
+        numbers (booleans, complex numbers, strings), raise :class:`ConfigError`.
         """
         as_numpy = not isinstance(lookback, torch.Tensor)
-        windows = torch.as_tensor(np.array(lookback) if as_numpy else lookback)
-        if not windows.is_floating_point():
-            windows = windows.double()
+        windows = _real_windows(lookback)
         if windows.ndim != 2 or windows.shape[1] != self.lookback:
             raise ConfigError(f"lookback: expected [N, {self.lookback}], got {tuple(windows.shape)}")
+        dtype = torch.float64 if windows.dtype == torch.float64 else torch.float32
         source = windows.device
         chunks = windows.split(self.batch_size) if len(windows) else ()
-        parts = [self._predict_chunk(chunk.to(self.device)) for chunk in chunks]
-        forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon, dtype=torch.float32)
+        parts = [self._predict_chunk(chunk.to(self.device)).to(dtype) for chunk in chunks]
+        forecast = torch.cat(parts) if parts else windows.new_zeros(0, self.horizon, dtype=dtype)
         return forecast.cpu().numpy() if as_numpy else forecast.to(source)
 
     def _predict_chunk(self, windows: torch.Tensor) -> torch.Tensor:
-        if self.model.config.input_scaling == "lookback":
-            return self.model(windows).float()
-        (scaled,) = scale_windows(windows)  # a model from before the scaling convention: scale around it
-        return unscale(self.model(scaled.float()), windows).float()
+        """float64 ``[B, H]``: the model's forecast of the scaled windows, mapped back in float64 (a model saved
+        before the scaling convention, ``input_scaling = "none"``, is scaled around the same way)."""
+        (scaled,) = scale_windows(windows)
+        return unscale(self.model.forecast_scaled(scaled.float()), windows)
 
     def forecast(self, series: Array, rolling: bool = False, combine: bool = True) -> np.ndarray:
         """Forecast a raw series in its own units, float64 numpy.

@@ -21,11 +21,18 @@ from torch import Tensor
 def lookback_statistics(lookback: Tensor) -> tuple[Tensor, Tensor]:
     """``(center, scale)`` of windows ``[B, L]``, each ``[B, 1]`` float64; ``scale`` is 0 for a constant window.
 
-    Computed in float64 whatever the input's float dtype, so a large level does not eat the variation's digits.
+    Computed in float64 whatever the input's float dtype, so a large level does not eat the variation's digits,
+    and relative to the window's largest magnitude and deviation, so squares neither overflow (values near
+    1e300) nor underflow (values near 1e-300) on the way.
     """
     x = lookback.double()
-    center = x.mean(dim=-1, keepdim=True)
-    scale = (x - center).square().mean(dim=-1, keepdim=True).sqrt()
+    magnitude = x.abs().amax(dim=-1, keepdim=True)
+    magnitude = torch.where((magnitude > 0) & magnitude.isfinite(), magnitude, 1.0)
+    center = (x / magnitude).mean(dim=-1, keepdim=True) * magnitude
+    deviation = x - center
+    spread = deviation.abs().amax(dim=-1, keepdim=True)
+    spread_or_one = torch.where((spread > 0) & spread.isfinite(), spread, 1.0)
+    scale = (deviation / spread_or_one).square().mean(dim=-1, keepdim=True).sqrt() * spread_or_one
     return center, scale
 
 

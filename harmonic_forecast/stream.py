@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from harmonic_forecast.counter_rng import stream_key
 from harmonic_forecast.errors import ConfigError, require_choice, require_int
+from harmonic_forecast.hardware import usable_device
 from harmonic_forecast.signals import SLOTS_PER_SIGNAL, SignalSpec, synthesize
 
 SPLITS = ("train", "validation", "test")
@@ -78,9 +79,9 @@ class HarmonicStream(IterableDataset):
                 f"stream.batch_size: {self.batch_size} is not divisible by the world size {self.world_size}"
             )
         if num_batches is not None:
-            require_int("stream.num_batches", num_batches, minimum=1)
+            num_batches = require_int("stream.num_batches", num_batches, minimum=1)
         self.num_batches = num_batches
-        self.device = torch.device(device)
+        self.device = usable_device("stream.device", device)
         self.return_components = return_components
         self.position = 0
         self._key = stream_key(self.seed)
@@ -93,7 +94,7 @@ class HarmonicStream(IterableDataset):
 
     def batch(self, index: int) -> Batch:
         """This rank's share of batch ``index`` (a pure function of seed, split and index)."""
-        require_int("batch index", index, minimum=0)
+        index = require_int("batch index", index, minimum=0)
         first = index * self.batch_size + self.rank * self.local_batch_size
         if first + self.local_batch_size > _MAX_SIGNALS:
             raise ConfigError(f"batch index: {index} is beyond the stream's {_MAX_SIGNALS} signals")
@@ -105,9 +106,10 @@ class HarmonicStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         worker = get_worker_info()
-        if worker is not None and worker.num_workers > 1:
+        if worker is not None:  # a worker's copy would advance its own position, never this stream's state_dict
             raise ConfigError(
-                "HarmonicStream: use DataLoader num_workers=0; batches are built on the device in the calling process"
+                "HarmonicStream: use DataLoader num_workers=0; batches are built on the device in the calling "
+                "process, whose state_dict() a worker process would not advance"
             )
         if self.num_batches is not None and self.position >= self.num_batches:
             self.position = 0

@@ -10,12 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
 from harmonic_forecast.errors import ConfigError
 
-Int = Annotated[int, Strict()]  # an integer: not a bool, float or string
-Float = Annotated[float, Strict()]  # a number: an int is taken, a bool or string is not
+
+def _python_scalar(value: Any) -> Any:
+    """A numpy scalar (``np.int64(3)``, ``np.float32(0.1)``) as the Python number it holds; anything else as is."""
+    item = getattr(value, "item", None)
+    if item is not None and type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return item()
+    return value
+
+
+Int = Annotated[int, Strict(), BeforeValidator(_python_scalar)]  # an integer (numpy's too): not a bool, float or string
+Float = Annotated[
+    float, Strict(), BeforeValidator(_python_scalar)
+]  # a number: an int is taken, a bool or string is not
 Positive = Annotated[Int, Field(ge=1)]
 Count = Annotated[Int, Field(ge=0)]
 NonNegative = Annotated[Float, Field(ge=0)]

@@ -80,6 +80,15 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
     with pytest.raises(ConfigError) as error:
         SeedGRUForecaster.from_pretrained(tmp_path)
     assert "\n" not in str(error.value)
+    if damage == "wrong_shape":  # the cause, which torch gives on a later line, is kept
+        assert "size mismatch for" in str(error.value)
+
+
+def test_a_loaded_model_is_in_eval_mode_on_a_usable_device(tmp_path: Path) -> None:
+    SeedGRUForecaster(SeedGRUConfig(hidden=8)).save_pretrained(tmp_path)
+    assert not SeedGRUForecaster.from_pretrained(tmp_path).training
+    with pytest.raises(ConfigError, match="device: device 'cuda:99' is not usable here"):
+        SeedGRUForecaster.from_pretrained(tmp_path, device="cuda:99")
 
 
 @pytest.mark.parametrize("kind", ["sparse_gru", "wiener_gru", "seed_gru", "lstm", "seq2seq_gru"])
@@ -133,7 +142,7 @@ def test_seq2seq_teacher_forcing_uses_the_true_previous_values() -> None:
 
 def test_loading_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
     LSTMForecaster(LSTMConfig(hidden=8)).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="holds a lstm model"):
+    with pytest.raises(ConfigError, match="holds a model of kind lstm, not SeedGRUForecaster"):
         SeedGRUForecaster.from_pretrained(tmp_path)
 
 

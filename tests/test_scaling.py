@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harmonic_forecast import HarmonicStream, SignalSpec, load_forecaster
+from harmonic_forecast.errors import ConfigError
 from harmonic_forecast.forecast import HarmonicForecaster
 from harmonic_forecast.models import MODEL_KINDS, ModelConfig, SeedGRUConfig, build_model
 from harmonic_forecast.scaling import clip_to_lookback, lookback_spread, lookback_statistics, scale_windows, unscale
@@ -55,6 +56,37 @@ def test_the_shipped_model_takes_any_units(scale: float, shift: float, windows) 
     np.testing.assert_allclose(
         forecaster.forecast(series), forecaster.predict(series[None])[0], rtol=1e-6, atol=1e-6 * scale
     )
+
+
+def test_float64_windows_keep_their_digits_at_any_level_and_scale(windows) -> None:
+    """float64 in, float64 out: a level of 1e9 or a scale of 1e300 or 1e-300 neither eats the digits nor
+    overflows or underflows the scale (forecasts were float32, flat at 1e9; NaN at 1e300; the mean at 1e-300)."""
+    forecaster = load_forecaster()
+    x = windows[:4].numpy()
+    base = forecaster.predict(x)
+    assert base.dtype == np.float64 and forecaster.predict(x.astype(np.float32)).dtype == np.float32
+    assert forecaster.predict(torch.from_numpy(x)).dtype == torch.float64
+    moved = forecaster.predict(x + 1e9) - 1e9  # the float32 core moves a noisy window's forecast by up to ~5e-3
+    assert np.mean((moved - base) ** 2) < 1e-4 * np.mean(base**2), np.abs(moved - base).max()  # 1.3e-5 written
+    for scale in (1e300, 1e-300):
+        np.testing.assert_allclose(forecaster.predict(x * scale) / scale, base, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.ones((2, 100), dtype=complex), "expected real numbers, got complex128"),
+        (np.ones((2, 100), dtype=bool), "expected real numbers, got bool"),
+        (torch.ones(2, 100, dtype=torch.bool), "expected real numbers, got torch.bool"),
+        (np.array([["a"] * 100]), "values are not numbers"),
+    ],
+)
+def test_predict_refuses_what_is_not_a_real_number_as_forecast_does(values, message: str) -> None:
+    forecaster = load_forecaster()
+    with pytest.raises(ConfigError, match=f"lookback: {message}"):
+        forecaster.predict(values)
+    with pytest.raises(ConfigError, match="batch_size: must be >= 1"):
+        forecaster.batch_size = 0
 
 
 def test_training_loss_does_not_depend_on_units(windows) -> None:

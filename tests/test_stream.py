@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -112,10 +113,27 @@ def test_dataloader_with_automatic_batching_off() -> None:
     assert all(torch.equal(batch, _whole(reference, i)) for i, batch in enumerate(from_loader))
 
 
-def test_worker_processes_are_refused_with_a_clear_error() -> None:
-    loader = DataLoader(HarmonicStream(SPEC, batch_size=8), batch_size=None, num_workers=2)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_are_refused_with_a_clear_error(workers: int) -> None:
+    """Even one worker: its copy of the stream would advance, this one's state_dict would not."""
+    loader = DataLoader(HarmonicStream(SPEC, batch_size=8), batch_size=None, num_workers=workers)
     with pytest.raises(ConfigError, match="num_workers=0"):
         next(iter(loader))
+
+
+def test_numpy_integers_are_integers_and_an_unusable_device_is_one_line() -> None:
+    spec = SignalSpec(lookback=np.int64(100), horizon=np.int32(10), components=(np.int64(3), 10), noise=np.float32(0.5))
+    assert spec == SignalSpec(components=(3, 10), noise=0.5) and type(spec.lookback) is int
+    stream = HarmonicStream(spec, np.int64(8), seed=np.uint64(3), num_batches=np.int64(2))
+    stream.load_state_dict({"position": np.int64(1)})
+    assert stream.state_dict() == {"position": 1} and torch.equal(stream.batch(np.int64(1))[0], stream.batch(1)[0])
+    for bad in (np.bool_(True), 2.0):
+        with pytest.raises(ConfigError, match=r"stream\.batch_size"):
+            HarmonicStream(spec, bad)
+    for device in ("bogus", "cuda:99"):
+        with pytest.raises(ConfigError, match=f"stream.device: device '{device}' is not usable here") as error:
+            HarmonicStream(spec, 8, device=device)
+        assert "\n" not in str(error.value)
 
 
 def test_finite_stream_has_length_and_starts_over() -> None:

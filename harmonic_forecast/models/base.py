@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from harmonic_forecast.errors import ConfigError
+from harmonic_forecast.hardware import usable_device
 from harmonic_forecast.models.windows import WindowSource
 from harmonic_forecast.scaling import scale_windows, unscale
 from harmonic_forecast.signals import SignalSpec
@@ -36,6 +37,7 @@ from harmonic_forecast.tables import Int, Positive, Table, validated
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+MAX_REASON = 400  # characters of a loading error's cause kept in its one line
 INPUT_SCALINGS = ("lookback", "none")  # "none": models saved before the scaling convention (read as trained)
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -169,15 +171,19 @@ class Forecaster(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Forecaster:
-        """Rebuild a saved model without any training code (of this class, if called on a subclass)."""
+        """Rebuild a saved model without any training code (of this class, if called on a subclass), on ``device``
+        and in eval mode (as Hugging Face's ``from_pretrained``; no model here has dropout or a norm layer, so
+        only autograd's bookkeeping differs). A missing or bad directory, weights that do not fit the config or
+        a device this machine lacks raise a one-line :class:`ConfigError`."""
         from harmonic_forecast.models import build_model, read_model_config  # the registry, which imports this
 
         directory = Path(directory)
+        device = usable_device("device", device)
         model = build_model(read_model_config(directory))
         if cls is not Forecaster and not isinstance(model, cls):
-            raise ConfigError(f"{directory}: holds a {model.config.kind} model, not {cls.__name__}")
+            raise ConfigError(f"{directory}: holds a model of kind {model.config.kind}, not {cls.__name__}")
         load_weights(model, directory, device)
-        return model.to(device)
+        return model.to(device).eval()
 
 
 def load_weights(model: nn.Module, directory: Path, device: str | torch.device = "cpu") -> None:
@@ -185,5 +191,7 @@ def load_weights(model: nn.Module, directory: Path, device: str | torch.device =
     try:
         model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(device)))
     except (OSError, SafetensorError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"{directory / WEIGHTS_FILE}: cannot load weights ({first_line})") from None
+        reason = " ".join(str(error).split()) or type(error).__name__  # every line: a size mismatch comes last
+        if len(reason) > MAX_REASON:
+            reason = reason[: MAX_REASON - 3] + "..."
+        raise ConfigError(f"{directory / WEIGHTS_FILE}: cannot load weights ({reason})") from None
