@@ -21,3 +21,8 @@ def __getattr__(name: str) -> Any:
     if name in _HOMES:
         return getattr(importlib.import_module(f"harmonic_forecast.{_HOMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazily imported public ones, for ``dir()``, ``help()`` and completion."""
+    return sorted({*globals(), *__all__})

@@ -98,7 +98,8 @@ def mse(forecast: Tensor, target: Tensor) -> float:
 
 
 def naive(lookback: Tensor, horizon: int) -> Tensor:
-    """Repeat the last sample."""
+    """Repeat the last sample: ``[N, L] -> [N, horizon]`` float32, on the lookback's device (the random walk's
+    forecast). A lookback that is not ``[N, L]`` or a horizon below 1 raises :class:`ConfigError`."""
     _check_lookback(lookback)
     horizon = require_int("horizon", horizon, minimum=1)
     return lookback[:, -1:].float().expand(-1, horizon).contiguous()
@@ -126,7 +127,12 @@ def seasonal_period(lookback: Tensor, min_period: int = 2) -> Tensor:
     The autocorrelation at lag ``k`` is ``sum_t x_t x_{t+k} / (L - k)`` (unbiased), computed by FFT.
     """
     length = _check_lookback(lookback, minimum=2)
-    min_period = require_int("min_period", min_period, minimum=1, maximum=length // 2)
+    min_period = require_int("min_period", min_period, minimum=1)
+    if min_period > length // 2:
+        raise ConfigError(
+            f"seasonal period: a lookback of {length} samples holds lags up to {length // 2}, under min_period "
+            f"{min_period}; pass period= or a longer lookback"
+        )
     x = lookback.double()
     x = x - x.mean(dim=1, keepdim=True)
     spectrum = torch.fft.rfft(x, n=2 * length)
@@ -362,7 +368,9 @@ class ScaledLinearMap:
     The stream normalises every signal to peak 1 over lookback and horizon together, so a :class:`LinearMap`
     fitted on its windows in their own units also learns that scale: something a user's series, in any
     units, does not carry. This is the linear map an affine-equivariant forecaster can be compared with.
-    ``lookback`` ``[N, L]`` -> ``[N, H]`` float32; a constant lookback forecasts its constant.
+    ``lookback`` ``[N, L]`` -> ``[N, H]`` float32; a constant lookback forecasts its constant. The equivariance
+    holds to float64 rounding for float64 windows; the map's nearly singular weights (ridge 1e-15) amplify the
+    float32 rounding of a float32 window's scaling, so pass float64 windows where the last digits matter.
     """
 
     def __init__(self, scaled: LinearMap) -> None:

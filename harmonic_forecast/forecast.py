@@ -170,5 +170,12 @@ class HarmonicForecaster:
 
 
 def load_forecaster(path: str | Path | None = None, device: str | torch.device = "cpu") -> HarmonicForecaster:
-    """Load a model directory, a run directory or a checkpoint; None loads the shipped pretrained model."""
+    """A :class:`HarmonicForecaster` of the model in ``path`` on ``device``.
+
+    ``path`` is a model directory (``config.json`` + ``model.safetensors``), a run directory (its ``model/``)
+    or a checkpoint directory; None loads the shipped pretrained model. Its ``predict`` maps ``[N, lookback]``
+    windows to ``[N, horizon]`` forecasts in the same units, ``forecast`` a raw 1-D series. A directory
+    holding no model, an unreadable or mismatched config or weights, or a device this machine lacks raise a
+    one-line :class:`ConfigError`.
+    """
     return HarmonicForecaster(Forecaster.from_pretrained(resolve_model_directory(path), device=device), device)

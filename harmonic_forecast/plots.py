@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib import ticker
 from matplotlib.axes import Axes
@@ -62,19 +63,21 @@ def _spectral_peaks(amplitude: Tensor, count: int) -> list[int]:
 
 
 def plot_forecasts(
-    lookback: Tensor,
-    target: Tensor,
-    forecasts: dict[str, Tensor],
+    lookback: Tensor | np.ndarray,
+    target: Tensor | np.ndarray,
+    forecasts: dict[str, Tensor | np.ndarray],
     path: str | Path,
     count: int = 4,
     title: str = "Forecasts and DFT harmonics of the lookback",
 ) -> Path:
     """The seed's signal-and-DFT figure for the first ``count`` rows, with each forecaster's forecast.
 
-    ``lookback`` is ``[N, L]``, ``target`` and every forecast ``[N, H]``. Per row: the signal with the
-    lookback shaded, the forecasts over the horizon and the lookback's DFT reconstruction carried on
+    ``lookback`` is ``[N, L]``, ``target`` and every forecast ``[N, H]``, tensors or numpy arrays. Per row: the
+    signal with the lookback shaded, the forecasts over the horizon and the lookback's DFT reconstruction carried on
     over the horizon; then the lookback's amplitude spectrum against frequency and against period.
     """
+    lookback, target = torch.as_tensor(lookback), torch.as_tensor(target)  # numpy arrays too, as predict returns
+    forecasts = {name: torch.as_tensor(forecast) for name, forecast in forecasts.items()}
     if lookback.dim() != 2 or target.dim() != 2 or lookback.shape[0] != target.shape[0]:
         raise ConfigError(
             f"plot_forecasts: expected lookback [N, L] and target [N, H], got {tuple(lookback.shape)} "

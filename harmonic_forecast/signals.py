@@ -38,7 +38,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from pydantic import (
@@ -123,6 +123,8 @@ class Family(Table):
     :class:`SignalSpec`'s (any but the stream's lookback, horizon and families), whose validation
     checks their values.
     """
+
+    refused_fields: ClassVar[tuple[str, ...]] = ("lookback", "horizon", "families")  # declared to refuse them
 
     weight: Annotated[Int, Field(ge=1, le=MAX_FAMILY_WEIGHT)]
     components: Override = None

@@ -1,6 +1,7 @@
 """Spectral toolkit: real-DFT features, harmonic analysis, resynthesis and the DFT-extrapolation forecast.
 
-Every function takes a batch ``[..., N]`` of windows (sample rate 1) and works on any device. The
+Every function takes a batch ``[..., N]`` of real windows (sample rate 1; a tensor on any device, or a
+numpy array or list, analysed on the CPU) and returns tensors. The
 real DFT of ``N`` samples has ``N // 2 + 1`` bins at frequencies ``k / N``; for even ``N`` the last
 one is the Nyquist bin (``1 / 2``), for odd ``N`` it lies just below it.
 
@@ -14,22 +15,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from harmonic_forecast.errors import ConfigError, require_int
 
 
-def _window_length(window: Tensor) -> int:
-    """Return ``N = window.shape[-1]``, requiring ``N >= 2``."""
+def _as_window(window: Tensor | np.ndarray) -> tuple[Tensor, int]:
+    """``(window, N)``: a tensor (or array-like) of real windows as a float tensor, and ``N = window.shape[-1]``.
+
+    Integer windows are analysed in the default float dtype; float windows keep theirs. Complex or boolean
+    values, or fewer than 2 samples, raise :class:`ConfigError`.
+    """
+    window = torch.as_tensor(window)
+    if window.is_complex() or window.dtype == torch.bool:
+        raise ConfigError(f"window: expected real numbers, got {window.dtype}")
     if window.dim() == 0 or window.shape[-1] < 2:
         raise ConfigError(f"window: last dimension must be >= 2 samples, got shape {tuple(window.shape)}")
-    return window.shape[-1]
-
-
-def _as_float(window: Tensor) -> Tensor:
-    """Integer windows are analysed in the default float dtype; float windows keep theirs."""
-    return window if window.is_floating_point() else window.to(torch.get_default_dtype())
+    return (window if window.is_floating_point() else window.to(torch.get_default_dtype())), window.shape[-1]
 
 
 def rfft_features(window: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,8 +41,8 @@ def rfft_features(window: Tensor) -> tuple[Tensor, Tensor]:
 
     These are raw model features: no doubling rule, unlike :func:`harmonics`.
     """
-    _window_length(window)
-    spectrum = torch.fft.rfft(_as_float(window), norm="forward")
+    window, _ = _as_window(window)
+    spectrum = torch.fft.rfft(window, norm="forward")
     return spectrum.abs(), spectrum.angle()
 
 
@@ -75,8 +79,7 @@ def harmonics(window: Tensor, hamming: bool = False) -> Spectrum:
     symmetric Hamming window to reduce leakage, and the amplitudes are divided by its mean (coherent
     gain) so that a sinusoid's peak keeps roughly its amplitude; the notebook did not correct this.
     """
-    n = _window_length(window)
-    window = _as_float(window)
+    window, n = _as_window(window)
     options = {"dtype": window.dtype, "device": window.device}
     if hamming:
         taper = torch.hamming_window(n, periodic=False, **options)

@@ -86,7 +86,8 @@ def one_line(errors: list[Any], values: Any, tables: Mapping[str, type[BaseModel
     if kind == "extra_forbidden":
         path = ".".join(part for part in key[:-1] if isinstance(part, str))  # e.g. signal.families
         table = tables[path] if path in tables else tables[key[0] if len(key) > 1 else ""]
-        return f"{'config.' if len(key) == 1 else ''}{name}: unknown key (known: {', '.join(table.model_fields)})"
+        known = [field for field in table.model_fields if field not in getattr(table, "refused_fields", ())]
+        return f"{'config.' if len(key) == 1 else ''}{name}: unknown key (known: {', '.join(known)})"
     messages = [str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"] for e in alternatives]
     message = " or ".join([messages[0], *(text.removeprefix("Input should be ") for text in messages[1:])])
     if kind != "missing" and not isinstance(alternatives[0]["input"], dict):

@@ -122,6 +122,14 @@ def test_forward_backward_ar_is_exact_on_sinusoids_with_a_level() -> None:
     torch.testing.assert_close(forecast, target, atol=1e-8, rtol=0)
 
 
+def test_a_lookback_too_short_for_a_seasonal_period_says_so() -> None:
+    with pytest.raises(
+        ConfigError, match="seasonal period: a lookback of 3 samples holds lags up to 1, under min_period 2"
+    ):
+        seasonal_naive(torch.randn(4, 3), HORIZON)
+    assert seasonal_naive(torch.randn(4, 3), HORIZON, period=2).shape == (4, HORIZON)
+
+
 def test_naive_is_exact_on_constants() -> None:
     lookback = torch.linspace(-1, 1, 8)[:, None].expand(8, LOOKBACK).contiguous()
     for forecaster in (naive, seasonal_naive, dft_extrapolation):

@@ -90,6 +90,13 @@ def test_samples_become_steps_of_the_batch_and_stages_default_to_train_lr() -> N
         (("stages", 0, "noise"), [0.1, -1], "stages[0].noise[1]: Input should be greater than or equal to 0, got -1"),
         (("stages", 0, "drift"), "quadratic", "stages[0].drift: Input should be 'linear' or a valid boolean"),
         (("stages", 0, "families"), [{"weight": 1}], "stages[0].families: need none or at least two families"),
+        (  # the keys a family may set: not the stream's lookback, horizon or families
+            ("stages", 0, "families"),
+            [{"weight": 1}, {"weight": 1, "noize": 0.1}],
+            "stages[0].families[1].noize: unknown key (known: weight, components, periods, integer_periods, "
+            "amplitudes, noise, drift, drift_range, normalize, level, trend, level_shift, random_walk, noise_kind, "
+            "noise_df, noise_phi)",
+        ),
         (("stages", 1, "components"), [46, 3], "stages[1].components: need 1 <= low < high"),
         (("stages", 0, "noise"), [0.1, 1e9], "stages[0].noise"),
         # the default model's default experts, checked against a lookback too short for them

@@ -59,6 +59,10 @@ def test_plot_forecasts(tmp_path: Path) -> None:
     path = plot_forecasts(lookback, target, forecasts, tmp_path / "figures" / "forecasts.png", count=3)
     assert path == tmp_path / "figures" / "forecasts.png"
     assert_png(path, min_height=800, min_width=1400)
+    as_numpy = {name: forecast.numpy() for name, forecast in forecasts.items()}  # as predict returns for numpy
+    assert_png(
+        plot_forecasts(lookback.numpy(), target.numpy(), as_numpy, tmp_path / "np.png"), min_height=800, min_width=1400
+    )
 
 
 def test_plot_forecasts_count_capped_and_shapes_checked(tmp_path: Path) -> None:

@@ -89,6 +89,12 @@ def test_predict_refuses_what_is_not_a_real_number_as_forecast_does(values, mess
         forecaster.batch_size = 0
 
 
+def test_the_package_lists_its_public_names() -> None:
+    import harmonic_forecast
+
+    assert {"ConfigError", "HarmonicStream", "SignalSpec", "load_forecaster"} <= set(dir(harmonic_forecast))
+
+
 def test_training_loss_does_not_depend_on_units(windows) -> None:
     torch.manual_seed(0)
     model = build_model(SeedGRUConfig(hidden=16, encoder_width=16))

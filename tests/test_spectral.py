@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,6 +152,14 @@ def test_rfft_features() -> None:
     torch.testing.assert_close(phase, reference.angle())
 
 
+def test_numpy_arrays_and_lists_are_windows_too() -> None:
+    window = np.sin(2 * np.pi * np.arange(24) / 8)
+    torch.testing.assert_close(dft_forecast(window, 5), dft_forecast(torch.from_numpy(window), 5))  # float64 kept
+    torch.testing.assert_close(rfft_features(window)[0], rfft_features(torch.from_numpy(window))[0])
+    from_list = dft_forecast(window.tolist(), 5)  # a list of floats: torch's default dtype
+    torch.testing.assert_close(from_list, dft_forecast(torch.from_numpy(window), 5).float(), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
@@ -160,6 +169,8 @@ def test_rfft_features() -> None:
         (lambda: harmonics(torch.zeros(3, 1)), "window"),
         (lambda: rfft_features(torch.zeros(1)), "window"),
         (lambda: dft_forecast(torch.tensor(1.0), 3), "window"),
+        (lambda: harmonics(torch.zeros(4, dtype=torch.complex64)), "window"),
+        (lambda: rfft_features([True, False, True]), "window"),
         (lambda: Spectrum(torch.zeros(5), torch.zeros(5), torch.zeros(5), torch.zeros(5), 10), "spectrum"),
         (lambda: Spectrum(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), 1), "window_length"),
     ],
