@@ -157,8 +157,10 @@ def test_bad_expert_settings_are_one_line(values: dict, key: str) -> None:
 
 def test_a_noiseless_windows_ar_forecast_is_the_clean_order_refitted_outside_training(fresh_expert_gru) -> None:
     """Outside training a noiseless window's AR forecast is order ``clean_ar_order`` fitted on the whole window;
-    noisy windows, and every window in training, keep the backtested order. On clean sums of up to 45 sines off
-    the grid, whose recurrences are longer than any order the 3-fold backtest can fit, it is closer."""
+    noisy windows, and (without ``clean_ar_in_training``, the default) every window in training, keep the
+    backtested order. On
+    clean sums of up to 45 sines off the grid, whose recurrences are longer than any order the 3-fold backtest
+    can fit, it is closer."""
     config = ExpertGRUConfig(hidden=8, encoder_width=8, clean_ar_order=40)
     model = build_model(config)
     model.wiener = fresh_expert_gru.wiener  # the fitted noise estimate
@@ -175,6 +177,11 @@ def test_a_noiseless_windows_ar_forecast_is_the_clean_order_refitted_outside_tra
         refitted = is_clean & (not training)
         torch.testing.assert_close(forecasts[refitted, 1], by_hand[refitted], rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(forecasts[~refitted, 1], backtested[~refitted], rtol=1e-9, atol=1e-12)
+    training_refits = build_model(config.model_copy(update={"clean_ar_in_training": True})).train()
+    training_refits.wiener = fresh_expert_gru.wiener
+    forecasts, *_ = training_refits.experts(lookback)
+    torch.testing.assert_close(forecasts[is_clean, 1], by_hand[is_clean], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(forecasts[~is_clean, 1], backtested[~is_clean], rtol=1e-9, atol=1e-12)
 
     continuous = SignalSpec(
         lookback=LOOKBACK, horizon=HORIZON, components=(3, 46), periods=(10.0, 100.0), integer_periods=False

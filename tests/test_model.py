@@ -86,7 +86,11 @@ def test_bad_model_directories_give_one_line_errors(tmp_path: Path, damage: str)
 
 def test_a_loaded_model_is_in_eval_mode_on_a_usable_device(tmp_path: Path) -> None:
     SeedGRUForecaster(SeedGRUConfig(hidden=8)).save_pretrained(tmp_path)
-    assert not SeedGRUForecaster.from_pretrained(tmp_path).training
+    model = SeedGRUForecaster.from_pretrained(tmp_path)
+    assert not model.training
+    for shape in ((100,), (2, 99), (2, 100, 1)):
+        with pytest.raises(ConfigError, match=r"lookback: expected \[B, 100\]"):
+            model(torch.zeros(shape))
     with pytest.raises(ConfigError, match="device: device 'cuda:99' is not usable here"):
         SeedGRUForecaster.from_pretrained(tmp_path, device="cuda:99")
 
@@ -231,7 +235,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         del values[key]
     for key in ("clean_noise_variance", "clean_fold_iterations", "clean_refine_iterations", "clean_ar_order"):
         del values[key]
-    del values["clean_ar_fit"]
+    del values["clean_ar_fit"], values["clean_ar_in_training"]
     (tmp_path / "config.json").write_text(json.dumps(values))
     expected = ExpertGRUConfig(
         hidden=8,
@@ -243,6 +247,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         clean_ar_order=0,
         clean_noise_variance=1e-10,
         clean_ar_fit="forward",
+        clean_ar_in_training=False,
     )
     assert read_model_config(tmp_path) == expected
 

@@ -131,8 +131,11 @@ class Forecaster(nn.Module):
 
         With ``input_scaling = "lookback"`` each window is scaled by its own lookback
         (:mod:`harmonic_forecast.scaling`), forecast by :meth:`forecast_scaled` and mapped back, so
-        ``forward(a·x + b) == a·forward(x) + b`` for ``a > 0`` up to float32 rounding.
+        ``forward(a·x + b) == a·forward(x) + b`` for ``a > 0`` up to float32 rounding. Windows of another
+        shape raise :class:`ConfigError`.
         """
+        if lookback.dim() != 2 or lookback.shape[1] != self.config.lookback:
+            raise ConfigError(f"lookback: expected [B, {self.config.lookback}], got {tuple(lookback.shape)}")
         if self.config.input_scaling == "none":
             return self.forecast_scaled(lookback).float()
         (scaled,) = scale_windows(lookback)

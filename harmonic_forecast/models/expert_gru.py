@@ -26,6 +26,10 @@ its shortest fit (``L - ar_folds H`` samples) holds too few equations. A clean s
 order ``2K``; for ``K`` above 16 the backtested orders stop short of it. With ``clean_ar_fit =
 "forward_backward"`` (the default) that refit also fits the window read backwards, which a sum of sinusoids
 obeys too: twice the equations for the same coefficients (:func:`~harmonic_forecast.baselines.autoregressive_float64`).
+With ``clean_ar_in_training`` noiseless training windows take that refit too, so the gate learns how far to trust
+it (the error it reads is the backtested order's, not the refit's); the sparse expert's longer fits stay outside
+training. Off by default: the gate then trusts the refit more on clean off-grid windows and more than it should
+on clean grid windows (the README has the figures).
 
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the
@@ -99,6 +103,7 @@ class ExpertGRUConfig(ModelConfig):
     clean_refine_iterations: Positive = 16  # outside training, EM updates of a noiseless window's whole-window fit
     clean_ar_order: Annotated[Int, Field(ge=0)] = 44  # outside training, a noiseless window's AR order (0: off)
     clean_ar_fit: Literal["forward_backward", "forward"] = "forward_backward"  # that refit's least squares
+    clean_ar_in_training: StrictBool = False  # that refit in training too (off-grid clean windows gain, grid lose)
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
@@ -227,11 +232,13 @@ class ExpertGRUForecaster(Forecaster):
     def _experts(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         horizon = self.config.horizon
         _, variance, _ = self.wiener(x)
-        clean = None if self.training else variance < self.config.clean_noise_variance  # noiseless windows
+        noiseless = variance < self.config.clean_noise_variance
+        clean = None if self.training else noiseless  # the sparse expert's longer fits: outside training
         sparse, sparse_error, sparse_folds = self._sparse_expert(x, variance, clean)
         ar, ar_error, naive_error, ar_folds = self.ar(x)
-        if clean is not None and self.config.clean_ar_order and clean.any():
-            ar[clean] = self._clean_ar(x[clean], ar[clean])
+        refit = not self.training or self.config.clean_ar_in_training
+        if refit and self.config.clean_ar_order and noiseless.any():
+            ar[noiseless] = self._clean_ar(x[noiseless], ar[noiseless])
         forecasts = torch.stack([x[:, -1:].expand(-1, horizon), ar, sparse], dim=1)
         errors = torch.stack([naive_error, ar_error, sparse_error], dim=1)
         usable = forecasts.isfinite().all(dim=-1) & errors.isfinite()
