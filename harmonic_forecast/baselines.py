@@ -368,9 +368,9 @@ class ScaledLinearMap:
     The stream normalises every signal to peak 1 over lookback and horizon together, so a :class:`LinearMap`
     fitted on its windows in their own units also learns that scale: something a user's series, in any
     units, does not carry. This is the linear map an affine-equivariant forecaster can be compared with.
-    ``lookback`` ``[N, L]`` -> ``[N, H]`` float32; a constant lookback forecasts its constant. The equivariance
-    holds to float64 rounding for float64 windows; the map's nearly singular weights (ridge 1e-15) amplify the
-    float32 rounding of a float32 window's scaling, so pass float64 windows where the last digits matter.
+    ``lookback`` ``[N, L]`` -> ``[N, H]`` float32; a constant lookback forecasts its constant. For float64
+    windows the equivariance holds to the float32 rounding of the output; the map's nearly singular weights
+    (ridge 1e-15) amplify the float32 rounding of a float32 window, so pass float64 windows.
     """
 
     def __init__(self, scaled: LinearMap) -> None:

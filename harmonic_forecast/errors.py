@@ -32,14 +32,14 @@ def report(message: str) -> None:
 
 def require_int(field: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as an int if it is an integer (Python's or numpy's, not a bool) in ``[minimum, maximum]``."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy's bool is no Integral either
         raise ConfigError(f"{field}: expected an integer, got {value!r}")
     return _within(field, int(value), minimum, maximum)
 
 
 def require_float(field: str, value: Any, *, minimum: float | None = None, maximum: float | None = None) -> float:
     """Return ``value`` (a Python or numpy number, not a bool) as a finite float within ``[minimum, maximum]``."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{field}: expected a number, got {value!r}")
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):

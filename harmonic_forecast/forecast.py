@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harmonic_forecast.arrays import real_tensor
 from harmonic_forecast.combination import HISTORY, classical_forecasts, combination_weights
 from harmonic_forecast.errors import ConfigError, require_int
 from harmonic_forecast.hardware import usable_device
@@ -64,19 +65,8 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
 
 def _real_windows(lookback: Array) -> torch.Tensor:
     """``lookback`` as a real-valued tensor (integers as float64), or a one-line :class:`ConfigError`."""
-    if isinstance(lookback, torch.Tensor):
-        if lookback.dtype == torch.bool or lookback.is_complex():
-            raise ConfigError(f"lookback: expected real numbers, got {lookback.dtype}")
-        return lookback if lookback.is_floating_point() else lookback.double()
-    values = np.array(lookback)
-    if values.dtype.kind in "bcmM":  # booleans, complex numbers, times
-        raise ConfigError(f"lookback: expected real numbers, got {values.dtype}")
-    if values.dtype.kind not in "iuf":
-        try:
-            values = values.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ConfigError("lookback: values are not numbers") from None
-    return torch.from_numpy(values if values.dtype.kind == "f" else values.astype(np.float64))
+    windows = real_tensor(lookback, "lookback")
+    return windows if windows.is_floating_point() else windows.double()
 
 
 class HarmonicForecaster:
@@ -122,7 +112,7 @@ class HarmonicForecaster:
         independent: a window holding a NaN or inf gets a row of NaN and every other row is what it would
         be without that window (up to the last-bit rounding that differs between batch sizes); nothing is
         raised for it. A constant window forecasts its constant. A wrong shape, or values that are not real
-        numbers (booleans, complex numbers, strings), raise :class:`ConfigError`.
+        numbers (booleans, complex numbers, text that does not parse as a number), raise :class:`ConfigError`.
         """
         as_numpy = not isinstance(lookback, torch.Tensor)
         windows = _real_windows(lookback)

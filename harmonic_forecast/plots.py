@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from harmonic_forecast.arrays import real_tensor
 from harmonic_forecast.errors import ConfigError, require_int
 from harmonic_forecast.spectral import harmonics, reconstruct
 
@@ -76,8 +77,8 @@ def plot_forecasts(
     signal with the lookback shaded, the forecasts over the horizon and the lookback's DFT reconstruction carried on
     over the horizon; then the lookback's amplitude spectrum against frequency and against period.
     """
-    lookback, target = torch.as_tensor(lookback), torch.as_tensor(target)  # numpy arrays too, as predict returns
-    forecasts = {name: torch.as_tensor(forecast) for name, forecast in forecasts.items()}
+    lookback, target = real_tensor(lookback, "plot_forecasts: lookback"), real_tensor(target, "plot_forecasts: target")
+    forecasts = {name: real_tensor(values, f"plot_forecasts: forecast {name!r}") for name, values in forecasts.items()}
     if lookback.dim() != 2 or target.dim() != 2 or lookback.shape[0] != target.shape[0]:
         raise ConfigError(
             f"plot_forecasts: expected lookback [N, L] and target [N, H], got {tuple(lookback.shape)} "

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harmonic_forecast.arrays import real_tensor
 from harmonic_forecast.errors import ConfigError, require_int
 
 
@@ -28,9 +29,7 @@ def _as_window(window: Tensor | np.ndarray) -> tuple[Tensor, int]:
     Integer windows are analysed in the default float dtype; float windows keep theirs. Complex or boolean
     values, or fewer than 2 samples, raise :class:`ConfigError`.
     """
-    window = torch.as_tensor(window)
-    if window.is_complex() or window.dtype == torch.bool:
-        raise ConfigError(f"window: expected real numbers, got {window.dtype}")
+    window = real_tensor(window, "window")
     if window.dim() == 0 or window.shape[-1] < 2:
         raise ConfigError(f"window: last dimension must be >= 2 samples, got shape {tuple(window.shape)}")
     return (window if window.is_floating_point() else window.to(torch.get_default_dtype())), window.shape[-1]

@@ -66,6 +66,8 @@ def test_float64_windows_keep_their_digits_at_any_level_and_scale(windows) -> No
     base = forecaster.predict(x)
     assert base.dtype == np.float64 and forecaster.predict(x.astype(np.float32)).dtype == np.float32
     assert forecaster.predict(torch.from_numpy(x)).dtype == torch.float64
+    reversed_big_endian = x[:, ::-1].astype(">f8")[:, ::-1]  # negative strides and a foreign byte order
+    np.testing.assert_array_equal(forecaster.predict(reversed_big_endian), base)
     moved = forecaster.predict(x + 1e9) - 1e9  # the float32 core moves a noisy window's forecast by up to ~5e-3
     assert np.mean((moved - base) ** 2) < 1e-4 * np.mean(base**2), np.abs(moved - base).max()  # 1.3e-5 written
     for scale in (1e300, 1e-300):
@@ -79,6 +81,7 @@ def test_float64_windows_keep_their_digits_at_any_level_and_scale(windows) -> No
         (np.ones((2, 100), dtype=bool), "expected real numbers, got bool"),
         (torch.ones(2, 100, dtype=torch.bool), "expected real numbers, got torch.bool"),
         (np.array([["a"] * 100]), "values are not numbers"),
+        ([[0.0] * 100, [0.0] * 99], "expected an array of numbers, got rows of different lengths"),
     ],
 )
 def test_predict_refuses_what_is_not_a_real_number_as_forecast_does(values, message: str) -> None:

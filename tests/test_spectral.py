@@ -156,8 +156,9 @@ def test_numpy_arrays_and_lists_are_windows_too() -> None:
     window = np.sin(2 * np.pi * np.arange(24) / 8)
     torch.testing.assert_close(dft_forecast(window, 5), dft_forecast(torch.from_numpy(window), 5))  # float64 kept
     torch.testing.assert_close(rfft_features(window)[0], rfft_features(torch.from_numpy(window))[0])
-    from_list = dft_forecast(window.tolist(), 5)  # a list of floats: torch's default dtype
-    torch.testing.assert_close(from_list, dft_forecast(torch.from_numpy(window), 5).float(), atol=1e-5, rtol=0)
+    reversed_big_endian = window[::-1].astype(">f8")[::-1]  # negative strides and a foreign byte order
+    torch.testing.assert_close(dft_forecast(reversed_big_endian, 5), dft_forecast(torch.from_numpy(window), 5))
+    torch.testing.assert_close(dft_forecast(window.tolist(), 5), dft_forecast(torch.from_numpy(window), 5))
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,8 @@ order ``2K``; for ``K`` above 16 the backtested orders stop short of it. With ``
 obeys too: twice the equations for the same coefficients (:func:`~harmonic_forecast.baselines.autoregressive_float64`).
 With ``clean_ar_in_training`` noiseless training windows take that refit too, so the gate learns how far to trust
 it (the error it reads is the backtested order's, not the refit's); the sparse expert's longer fits stay outside
-training. Off by default: the gate then trusts the refit more on clean off-grid windows and more than it should
-on clean grid windows (the README has the figures).
+training. Off by default: with it on, the gate learns to trust the refit more, which helps on clean off-grid
+windows and costs on clean grid windows (the README has the figures).
 
 The decoder's initial state is an MLP of the window, its rfft amplitudes and phases, the log noise
 variance of the Wiener estimate, the experts' forecasts and their log backtest errors. At each of the

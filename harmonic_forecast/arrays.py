@@ -1,0 +1,35 @@
+"""What the public functions that take numbers accept: tensors, numpy arrays and (nested) lists of real numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from harmonic_forecast.errors import ConfigError
+
+
+def real_tensor(values: Any, field: str) -> torch.Tensor:
+    """``values`` as a tensor of real numbers, or a one-line :class:`ConfigError` naming ``field``.
+
+    A tensor is returned as it is; a numpy array (or list) keeps its dtype, in native byte order and
+    contiguous (copied where it is not: a reversed or big-endian array); strings that parse as numbers
+    become float64. Booleans, complex numbers, times, ragged nesting and values that are not numbers raise.
+    """
+    if isinstance(values, torch.Tensor):
+        if values.dtype == torch.bool or values.is_complex():
+            raise ConfigError(f"{field}: expected real numbers, got {values.dtype}")
+        return values
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged nesting
+        raise ConfigError(f"{field}: expected an array of numbers, got rows of different lengths") from None
+    if array.dtype.kind in "bcmM":  # booleans, complex numbers, times
+        raise ConfigError(f"{field}: expected real numbers, got {array.dtype}")
+    if array.dtype.kind not in "iuf":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{field}: values are not numbers") from None
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
