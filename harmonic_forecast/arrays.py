@@ -13,8 +13,8 @@ from harmonic_forecast.errors import ConfigError
 def real_tensor(values: Any, field: str) -> torch.Tensor:
     """``values`` as a tensor of real numbers, or a one-line :class:`ConfigError` naming ``field``.
 
-    A tensor is returned as it is; a numpy array (or list) keeps its dtype, in native byte order and
-    contiguous (copied where it is not: a reversed or big-endian array); strings that parse as numbers
+    A tensor is returned as it is; a numpy array (or list) keeps its dtype, in native byte order, contiguous
+    and writable (copied where it is not: a reversed, big-endian or read-only array); strings that parse as numbers
     become float64. Booleans, complex numbers, times, ragged nesting and values that are not numbers raise.
     """
     if isinstance(values, torch.Tensor):
@@ -32,4 +32,5 @@ def real_tensor(values: Any, field: str) -> torch.Tensor:
             array = array.astype(np.float64)
         except (TypeError, ValueError):
             raise ConfigError(f"{field}: values are not numbers") from None
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("=")))
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    return torch.from_numpy(array if array.flags.writeable else array.copy())  # torch warns on a read-only view
