@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmonic_forecast.arrays import real_tensor
+from harmonic_forecast.arrays import real_array, real_tensor
 from harmonic_forecast.combination import HISTORY, classical_forecasts, combination_weights
 from harmonic_forecast.errors import ConfigError, require_int
 from harmonic_forecast.hardware import usable_device
@@ -48,12 +48,7 @@ def check_series(series: Array, minimum: int, name: str = "series") -> np.ndarra
         values = values.reshape(-1)
     if values.ndim != 1:
         raise ConfigError(f"{name}: expected a 1-D series, got shape {values.shape}")
-    if values.dtype.kind in "bcmM":  # booleans, complex numbers, times: not a real-valued series
-        raise ConfigError(f"{name}: expected real numbers, got {values.dtype}")
-    try:
-        values = values.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: values are not numbers") from None
+    values = real_array(values, name).astype(np.float64)
     if len(values) < minimum:
         raise ConfigError(f"{name}: {len(values)} samples, the model needs at least {minimum}")
     bad = np.flatnonzero(~np.isfinite(values))
