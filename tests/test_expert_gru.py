@@ -371,6 +371,34 @@ def test_the_gate_cannot_raise_an_expert_that_lost_to_naive_in_its_backtest(fres
     assert (errors[:, 2] > errors[:, 0]).any(), "some walks must show sparse losing to naive"
 
 
+@pytest.mark.parametrize("trust_cap", ["naive", "prior"])
+def test_a_gate_that_lowers_naive_cannot_hand_its_weight_to_experts_that_lost_to_it(
+    fresh_expert_gru, trust_cap
+) -> None:
+    """A gate that lowers naive 50 logits: on random walks where every other expert lost to naive in the
+    backtest, ``trust_cap = "naive"`` caps their offsets at naive's, so the forecast stays the inverse-MSE
+    combination (naive keeps its share). The older cap at the prior logit let the losers take naive's weight."""
+    config = ExpertGRUConfig(hidden=16, encoder_width=16, trust_cap=trust_cap)
+    model = build_model(config).eval()
+    model.wiener = fresh_expert_gru.wiener
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.tensor([-5.0, 0.0, 0.0, 0.0]))  # gate: naive -5 (x 10), residual 0
+    walks = torch.randn(256, LOOKBACK, generator=torch.Generator().manual_seed(5), dtype=torch.float64).cumsum(dim=1)
+    forecasts, errors, *_ = model.experts(walks)
+    forecast, _ = model._forecast(walks)
+    center = walks.mean(dim=1, keepdim=True)
+    bound = 3 * (walks - center).abs().amax(dim=1, keepdim=True)
+    prior = (forecasts / errors[..., None]).sum(dim=1) / (1 / errors).sum(dim=1, keepdim=True)
+    prior = prior.clamp(center - bound, center + bound)
+    all_lost = (errors[:, 1:] > errors[:, :1]).all(dim=1)
+    assert all_lost.sum() >= 10, "some walks must show every expert losing to naive"
+    gap = (forecast[all_lost] - prior[all_lost]).abs().amax(dim=1)
+    if trust_cap == "naive":
+        assert gap.max() < 1e-9
+    else:  # the losers split naive's weight: far from the combination on most such walks
+        assert (gap > 1e-3).float().mean() > 0.5
+
+
 def test_the_experts_fitted_in_row_chunks_on_several_threads_match_one_pass(fresh_expert_gru) -> None:
     """:func:`map_row_chunks` splits the rows over torch's threads; rows stay independent (rounding aside)."""
     windows, _ = sines([[9.5], [10, 37, 61], [4.0, 7.3]] * 50, level=0.3)  # 150 rows: 2 chunks of 75

@@ -235,7 +235,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         del values[key]
     for key in ("clean_noise_variance", "clean_fold_iterations", "clean_refine_iterations", "clean_ar_order"):
         del values[key]
-    del values["clean_ar_fit"], values["clean_ar_in_training"]
+    del values["clean_ar_fit"], values["clean_ar_in_training"], values["trust_cap"]
     (tmp_path / "config.json").write_text(json.dumps(values))
     expected = ExpertGRUConfig(
         hidden=8,
@@ -243,6 +243,7 @@ def test_an_expert_gru_saved_before_its_later_rules_reads_as_trained(tmp_path: P
         sparse_iterations=6,
         sparse_folds=1,
         trust_earned=False,
+        trust_cap="prior",
         break_ratio=0.0,
         clean_ar_order=0,
         clean_noise_variance=1e-10,

@@ -173,6 +173,7 @@ def read_model_config(directory: Path) -> ModelConfig:
     if kind == "expert_gru":
         values.setdefault("sparse_folds", 1)  # saved before the sparse expert's folds: one fold, as trained
         values.setdefault("trust_earned", False)  # saved before the gate's cap on losing experts
+        values.setdefault("trust_cap", "prior")  # saved before the cap was relative to naive's offset
         values.setdefault("break_ratio", 0.0)  # saved before the regime-break rule: off, as it forecast then
         values.setdefault("clean_ar_order", 0)  # saved before noiseless windows' AR refit: off,
         values.setdefault("clean_noise_variance", 1e-10)  # at the threshold of that time

@@ -39,9 +39,14 @@ the backtest errors (so an untrained model is the inverse-MSE combination of Bat
 the learned gate and ``s`` the square root of the best expert's backtest error, in whose units the
 training loss is taken (clean and noisy windows weigh alike). The head's last layer starts at zero.
 
-With ``trust_earned`` (the default) the gate may lower any expert's weight but cannot raise an expert whose
-backtest error exceeds naive's above its inverse-MSE prior: trust in a forecaster that lost to the last
-value inside the window is not learned from synthetic data.
+With ``trust_earned`` (the default) the gate cannot trust an expert whose backtest error exceeds naive's
+beyond the evidence: trust in a forecaster that lost to the last value inside the window is not learned from
+synthetic data. With ``trust_cap = "prior"`` (the default) the gate's offset ``10·g`` of such an expert is
+capped at 0: its logit never exceeds its inverse-MSE prior, but it still gains weight when the gate lowers
+naive's logit (on random walks the shipped model's gate does, and hands the sparse expert about half the
+weight at 3.6 times naive's error). With ``trust_cap = "naive"`` the offset is capped at naive's own, so its
+weight never exceeds naive's weight times their prior ratio ``e_naive / e``, however far the gate lowers naive.
+The README has what each costs on the shipped model.
 
 A regime break in the window's last ``H`` samples is met by an intervention model. When the experts' best
 error on the latest backtest fold exceeds ``break_ratio`` times their best mean error on the earlier folds
@@ -107,7 +112,8 @@ class ExpertGRUConfig(ModelConfig):
     ar_folds: Positive = 3  # backtest folds of the AR expert (declared before ar_orders, whose check reads it)
     ar_orders: tuple[Positive, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     max_excursion: Annotated[float, Field(gt=0)] = 3.0  # forecasts stay within this many lookback deviations
-    trust_earned: StrictBool = True  # an expert that lost to naive in the backtest gets no more than its prior weight
+    trust_earned: StrictBool = True  # an expert that lost to naive in the backtest is not trusted beyond the evidence
+    trust_cap: Literal["prior", "naive"] = "prior"  # such an expert's gate offset is at most 0, or at most naive's
     break_ratio: Annotated[float, Field(ge=0)] = 30.0  # latest fold's error over the earlier folds' (0: off)
     break_floor: Annotated[float, Field(ge=0)] = 1e-3  # ... and above this MSE (scaled units): a regime break
     break_unexplained: Annotated[float, Field(ge=0, le=1)] = 0.05  # most of that fold a step or pulse may not explain
@@ -332,8 +338,10 @@ class ExpertGRUForecaster(Forecaster):
             hidden = self.decoder(torch.cat([value, bounded[:, :, step]], dim=-1), hidden)
             gate, residual = self.head(hidden).double().split([len(EXPERTS), 1], dim=-1)
             logits = GATE_GAIN * gate - log_error
-            if lost is not None:  # the gate may lower a losing expert's logit, never raise it above its prior
-                logits = torch.where(lost, torch.minimum(logits, -log_error), logits)
+            if lost is not None:  # a losing expert's gate offset is capped (see the module docstring)
+                offset = logits + log_error  # the gate's offset from each expert's prior logit
+                cap = offset[:, :1] if self.config.trust_cap == "naive" else torch.zeros_like(offset[:, :1])
+                logits = torch.where(lost, torch.minimum(offset, cap) - log_error, logits)
             weights = torch.softmax(logits, dim=-1)
             forecast = (weights * forecasts[:, :, step]).sum(dim=-1, keepdim=True) + residual * unit
             forecast = torch.minimum(torch.maximum(forecast, low), high)
