@@ -43,10 +43,11 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
 
     AR and drift are computed on each window scaled by its lookback and mapped back, so they are affine
     equivariant like the model; AR's orders are those of :data:`~harmonic_forecast.baselines.BACKTEST_AR_ORDERS`
-    that its backtest can fit in ``L``. Both are clipped to the lookback mean ± :data:`MAX_EXCURSION` × the
-    lookback's largest deviation from it (naive where not finite), so a combination of them with naive and the
-    default model stays in that range. A lookback too short for any AR order gives naive and drift,
-    ``[2, N, H]``; a one-sample lookback naive alone, ``[1, N, H]``.
+    that its backtest can fit in ``L``. A row of either that leaves the lookback mean ± :data:`MAX_EXCURSION` ×
+    the lookback's largest deviation from it, or is not finite, is naive's instead: such a forecast is an
+    unstable recursion (e.g. AR fitted across a level shift in the window's last samples), and a combination of
+    them with naive and the default model stays in that range. A lookback too short for any AR order gives
+    naive and drift, ``[2, N, H]``; a one-sample lookback naive alone, ``[1, N, H]``.
     """
     naive = np.repeat(windows[:, -1:], horizon, axis=1).astype(np.float64)
     if windows.shape[1] < 2:
@@ -55,8 +56,9 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
     (scaled,) = scale_windows(lookback)
 
     def bounded(forecast: torch.Tensor) -> np.ndarray:
-        values = clip_to_lookback(unscale(forecast, lookback), lookback, MAX_EXCURSION).numpy()
-        return np.where(np.isfinite(values), values, naive)
+        values = unscale(forecast, lookback)
+        inside = (clip_to_lookback(values, lookback, MAX_EXCURSION) == values).all(dim=1, keepdim=True)  # finite too
+        return np.where(inside.numpy(), values.numpy(), naive)
 
     shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
     orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
