@@ -21,6 +21,12 @@ with drift's forecast, which trending series such as GDP or prices follow and th
 stationary sums of harmonics, does not). ``POWER`` is Stock & Watson's 1: sharper weights (2, 4, 8) did
 not help on the real suite or on random walks, where the forecasters' discounted errors are close and
 trade places.
+
+Records earned before a regime break say nothing of the regime after it. A window whose last ``horizon``
+samples broke regime (:func:`regime_breaks`: the best forecaster's one-step errors there exceed
+:data:`BREAK_RATIO` times its mean before) takes the model's forecast alone, as the default model's own
+intervention rule, which forecasts such a window, would want; so does any forecast that leaves the safety
+range (:func:`classical_forecasts`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ POWER = 1.0  # weights are the discounted MSEs to the power -POWER (Stock & Wats
 HISTORY = 100  # windows in the discounted sum (0.95 ** 100 < 0.6%): bounds the history a forecast needs
 MAX_EXCURSION = 3.0  # AR is clipped to the lookback mean +- this many max deviations, as the default model is
 ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight, never a division by zero
+BREAK_RATIO = 30.0  # the best one-step error over the last horizon above this many times its mean before: a break
 
 
 def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
@@ -96,4 +103,26 @@ def combination_weights(windows: np.ndarray, forecasts: np.ndarray, horizon: int
         discounted = discounted.clamp_min(ERROR_FLOOR)
         relative = (discounted.min(dim=0).values / discounted) ** POWER  # in [0, 1]: no overflow at any power
         weights[:, step:, step - 1] = (relative / relative.sum(dim=0)).numpy()  # window i reads j = i - step
+    broken = regime_breaks(errors[:, :, 0], horizon)  # records from before a break: the model's forecast alone
+    weights[:, broken] = 0.0
+    weights[0, broken] = 1.0
     return weights
+
+
+def regime_breaks(one_step: torch.Tensor, horizon: int) -> np.ndarray:
+    """``[N]`` bool for ``N = one_step.shape[1] + 1`` windows: the series broke regime in window ``i``'s last
+    ``horizon`` samples, so the forecasters' records before it say nothing of the new regime.
+
+    ``one_step`` ``[F, N - 1]`` are the forecasters' squared one-step errors of windows ``0 .. N - 2``. Window ``i``
+    breaks when the best forecaster's mean over windows ``i - horizon .. i - 1`` (errors of its last ``horizon``
+    samples) exceeds :data:`BREAK_RATIO` times the best mean over the up to :data:`HISTORY` windows before those: a
+    tracking signal (Trigg 1964), the rule the default model applies inside each window.
+    """
+    count = one_step.shape[1] + 1
+    cumulative = torch.nn.functional.pad(one_step.cumsum(dim=1), (1, 0))  # [F, N]: sum of the first j errors
+    index = torch.arange(count)
+    recent_start, history_start = (index - horizon).clamp_min(0), (index - horizon - HISTORY).clamp_min(0)
+    recent = (cumulative[:, index] - cumulative[:, recent_start]) / (index - recent_start).clamp_min(1)
+    history = (cumulative[:, recent_start] - cumulative[:, history_start]) / (recent_start - history_start).clamp_min(1)
+    known = recent_start - history_start >= horizon  # a history of at least one horizon
+    return (known & (recent.min(dim=0).values > BREAK_RATIO * history.min(dim=0).values)).numpy()

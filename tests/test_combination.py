@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from harmonic_forecast.combination import DISCOUNT, HISTORY, classical_forecasts, combination_weights
+from harmonic_forecast.combination import (
+    DISCOUNT,
+    HISTORY,
+    classical_forecasts,
+    combination_weights,
+    regime_breaks,
+)
 from harmonic_forecast.forecast import series_windows
 
 LOOKBACK, HORIZON = 20, 5
@@ -118,8 +125,29 @@ def test_a_level_shift_in_the_last_samples_is_not_undone_by_the_combination() ->
     from harmonic_forecast import load_forecaster
 
     forecaster = load_forecaster()
-    for sigma, at, seed in ((0.01, 5, 3), (0.01, 1, 0), (0.1, 3, 1), (0.1, 9, 2)):
+    for sigma, at, seed in ((0.01, 5, 3), (0.01, 1, 0), (0.1, 3, 0), (0.1, 3, 1), (0.1, 9, 2)):
         noise = sigma * np.random.default_rng(seed).normal(size=300)
         series = np.r_[np.zeros(300 - at), np.full(at, 10.0)] + noise
         assert np.abs(forecaster.forecast(series, combine=False) - 10.0).max() < 1.0
         assert np.abs(forecaster.forecast(series) - 10.0).max() < 1.0, (sigma, at, seed)
+
+
+def test_a_break_in_the_last_horizon_hands_the_window_to_the_model_and_a_walk_never_breaks() -> None:
+    """Trigg's tracking signal on the best one-step error: windows whose last ``horizon`` samples hold a step
+    of 50 noise deviations break (weights ``(1, 0, ...)``); the windows before it, and every window of a random
+    walk, do not. (AR fitted across the step stayed inside the safety range at -17 to 11, and with the
+    forecasters' equal records before it kept a quarter of the weight: the combined forecast was 3.5 to 10.5.)"""
+    rng = np.random.default_rng(7)
+    series = np.r_[np.zeros(200), np.full(30, 50.0)] + rng.normal(size=230)
+    windows = series_windows(series, LOOKBACK)  # window i ends at sample i + LOOKBACK - 1, window i - 1's step 1
+    forecasts = classical_forecasts(windows, HORIZON)
+    weights = combination_weights(windows, forecasts, HORIZON)
+    first = 200 - LOOKBACK + 1  # the first window holding the step
+    broken = np.flatnonzero((weights[0] == 1).all(axis=1) & (np.arange(len(windows)) > HORIZON))
+    assert broken.min() == first and broken.max() <= first + HORIZON - 1  # while the step's error is recent
+    assert (weights[1:, broken] == 0).all()
+    walk, _ = _random_walk(seed=3)
+    steps = np.diff(walk[:, -2:], axis=1)  # one-step errors of naive on a walk: its steps
+    assert not regime_breaks(torch.tensor(steps.T**2), HORIZON).any()
+    naive_errors = torch.tensor((windows[1:, -1] - windows[:-1, -1])[None] ** 2)  # of the stepped series
+    assert not regime_breaks(naive_errors, HORIZON)[:first].any()
