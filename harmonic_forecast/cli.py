@@ -118,13 +118,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _created(directory: Path) -> Iterator[None]:
-    """Make ``directory`` (a one-line error naming ``--output-dir`` if it cannot be); on a ConfigError remove
+def _created(directory: Path, option: str = "--output-dir") -> Iterator[None]:
+    """Make ``directory`` (a one-line error naming ``option`` if it cannot be); on a ConfigError remove
     what this made (if still empty): nothing on disk changes."""
     from harmonic_forecast.series_io import writable_directory
 
     made = [path for path in (directory, *directory.parents) if not path.exists()]
-    writable_directory(directory, "--output-dir")
+    writable_directory(directory, option)
     try:
         yield
     except ConfigError:
@@ -139,9 +139,13 @@ def _predict(args: argparse.Namespace) -> int:
     from harmonic_forecast.forecast import check_series, load_forecaster
     from harmonic_forecast.series_io import check_output, read_series, write_table
 
-    check_output(args.output)
-    forecaster = load_forecaster(args.checkpoint)
-    series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
+    output = Path(args.output)
+    if output.resolve() == Path(args.input).resolve():
+        raise ConfigError(f"--output {output}: is the --input file, which the forecast would overwrite; name another")
+    with _created(output.parent, "--output"):  # a failed prediction leaves no directory it made
+        check_output(output)
+        forecaster = load_forecaster(args.checkpoint)
+        series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
     forecast = forecaster.forecast(series, rolling=args.rolling, combine=not args.per_window)
     steps = [f"t+{h + 1}" for h in range(forecaster.horizon)]
     if args.rolling:
@@ -163,8 +167,18 @@ def _finetune(args: argparse.Namespace) -> int:
     from harmonic_forecast.series_io import read_series
     from harmonic_forecast.telemetry import make_console
 
-    if not args.lr > 0 or args.epochs < 1 or args.patience < 1 or not 0 < args.validation_fraction < 1:
-        raise ConfigError("--lr: must be > 0; --epochs, --patience: >= 1; --validation-fraction: in (0, 1)")
+    wrong = [
+        f"{option}: {rule}, got {value:g}"
+        for option, value, rule, holds in (
+            ("--lr", args.lr, "must be > 0", args.lr > 0),
+            ("--epochs", args.epochs, "must be >= 1", args.epochs >= 1),
+            ("--patience", args.patience, "must be >= 1", args.patience >= 1),
+            ("--validation-fraction", args.validation_fraction, "must be in (0, 1)", 0 < args.validation_fraction < 1),
+        )
+        if not holds
+    ]
+    if wrong:
+        raise ConfigError("; ".join(wrong))
     settings = FinetuneSettings(
         validation_fraction=args.validation_fraction, lr=args.lr, max_epochs=args.epochs, patience=args.patience
     )

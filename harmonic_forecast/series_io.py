@@ -34,7 +34,8 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
     """One column of a CSV, or a 1-D NPY array, as float64 ``[T]``.
 
     The column is named by its header (the only column when there is one); in a CSV without a header
-    ``column`` is a 0-based index. Every row is a time step: an empty cell (a blank line included) or a
+    ``column`` is a 0-based index. The first row is a header when none of its cells is a number. A UTF-8
+    byte order mark is skipped. Every row is a time step: an empty cell (a blank line included) or a
     cell that is not a number raises :class:`ConfigError` naming its index and line, since dropping it
     would shift every later sample in time. ``nan`` and ``inf`` cells parse, for the caller's finiteness
     check to report. Raises :class:`ConfigError` for an unreadable, empty or wrongly named file.
@@ -46,13 +47,14 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
             if column is not None:
                 raise ConfigError("--column: only for CSV files")
             return np.load(path, allow_pickle=False)
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel's "CSV UTF-8") is not data
             rows = list(csv.reader(handle))
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ConfigError(f"--input {path}: cannot read ({error})") from None
     if not any(any(cell.strip() for cell in row) for row in rows):
         raise ConfigError(f"--input {path}: the file is empty")
-    header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
+    # a header names columns: a first row holding a number is data (a date beside a value does not make it one)
+    header = None if any(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
     index = _column_index(path, rows[0], header, column)
     skipped = 0 if header is None else 1  # lines before the first sample
     values = np.empty(len(rows) - skipped)
@@ -129,7 +131,7 @@ def write_table(path: str | Path, values: np.ndarray, header: list[str], option:
             if path.suffix.lower() == ".npy":
                 np.save(handle, values)
             else:
-                np.savetxt(handle, values, delimiter=",", header=",".join(header), comments="", fmt="%.9g")
+                np.savetxt(handle, values, delimiter=",", header=",".join(header), comments="", fmt="%.17g")
         os.replace(temporary, path)
     except OSError as error:
         with contextlib.suppress(OSError):

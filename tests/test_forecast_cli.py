@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,9 +236,10 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2(
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["finetune", "--lr", "-1"], "--lr: must be > 0"),
-        (["finetune", "--epochs", "0"], "--epochs, --patience: >= 1"),
-        (["finetune", "--validation-fraction", "1.5"], "--validation-fraction: in (0, 1)"),
+        (["finetune", "--lr", "-1"], "error: --lr: must be > 0, got -1\n"),  # the wrong option alone
+        (["finetune", "--epochs", "0"], "error: --epochs: must be >= 1, got 0\n"),
+        (["finetune", "--patience", "0", "--lr", "0"], "--lr: must be > 0, got 0; --patience: must be >= 1, got 0\n"),
+        (["finetune", "--validation-fraction", "1.5"], "error: --validation-fraction: must be in (0, 1), got 1.5\n"),
         (["sample", "--count", "0", "--output", "x.csv"], "--count: must be >= 1, got 0"),
         (["sample", "--output", "x.csv", "--config", QUICKSTART, "--noise", "0.1"], "--noise: not with"),
         (["sample", "--output", "x.csv", "--config", QUICKSTART, "--stage", "2"], "--stage: the config"),
@@ -252,8 +254,9 @@ def test_bad_numbers_on_the_command_line_are_one_line_exit_2(
     if command[0] == "finetune":
         command = [*command, "--input", str(tmp_path / "series.csv"), "--output-dir", str(tmp_path / "tuned")]
     status = main(command)
-    error = capsys.readouterr().err.strip()
-    assert status == 2 and message in error and len(error.splitlines()) == 1
+    error = capsys.readouterr().err
+    assert status == 2 and message.rstrip("\n") in error and len(error.strip().splitlines()) == 1
+    assert not message.endswith("\n") or error.endswith(message)
     assert not (tmp_path / "tuned").exists() and not Path("x.csv").exists()
 
 
@@ -321,3 +324,57 @@ def test_finetunes_shortest_series_is_the_one_it_names(fraction: float) -> None:
     assert len(train.target) >= 1 and len(validation.target) >= 1
     with pytest.raises(ConfigError, match=f"{need - 1} samples leave no training or validation window"):
         split_windows(np.arange(float(need - 1)), 100, 10, fraction)
+
+
+def test_a_csv_forecast_keeps_every_digit_of_a_large_level(tmp_path: Path, model_dir: Path) -> None:
+    """9 significant digits wrote a series at 1e12 with a swing of 10 as ``1e+12`` at every step."""
+    np.save(tmp_path / "level.npy", 1e12 + 10.0 * _series(250, offset=0.0, gain=1.0))
+    for suffix in ("csv", "npy"):
+        status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "level.npy"),
+                       "--output", str(tmp_path / f"next.{suffix}")])  # fmt: skip
+        assert status == 0
+    written = np.loadtxt(tmp_path / "next.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(written, np.load(tmp_path / "next.npy")[0])  # %.17g round-trips float64
+    assert np.ptp(written) > 0.1
+
+
+@pytest.mark.parametrize("header", ["", "level,date\n"])
+def test_a_byte_order_mark_is_not_data(tmp_path: Path, model_dir: Path, header: str) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: without a header it made the first sample a header (every row one
+    step late); with one, the first column's name carried an invisible character."""
+    series = _series(150)
+    rows = "".join(f"{value},2000-01-{1 + i % 28:02d}\n" for i, value in enumerate(series))
+    (tmp_path / "data.csv").write_text("\ufeff" + header + rows, encoding="utf-8")
+    column = "level" if header else "0"
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"), "--column",
+                   column, "--output", str(tmp_path / "rolling.npy"), "--rolling", "--per-window"])  # fmt: skip
+    rolling = np.load(tmp_path / "rolling.npy")
+    assert status == 0 and rolling.shape == (51, 11) and rolling[0, 0] == 100
+    np.testing.assert_allclose(rolling[0, 1:], load_forecaster(model_dir).predict(series[None, :100])[0], rtol=1e-6)
+
+
+def test_predict_refuses_to_overwrite_its_input_and_leaves_no_directory_when_it_fails(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.savetxt(tmp_path / "data.csv", _series(200))
+    before = (tmp_path / "data.csv").read_bytes()
+    for output in (tmp_path / "data.csv", tmp_path / "." / "data.csv"):
+        status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                       "--output", str(output)])  # fmt: skip
+        assert status == 2 and "is the --input file" in capsys.readouterr().err
+    assert (tmp_path / "data.csv").read_bytes() == before
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "absent.csv"),
+                   "--output", str(tmp_path / "new" / "sub" / "out.csv")])  # fmt: skip
+    assert status == 2 and "cannot read" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_saved_weights_are_as_readable_as_their_config(tmp_path: Path) -> None:
+    """safetensors writes owner-only files: a model directory shared on a cluster had a readable config and
+    unreadable weights."""
+    previous = os.umask(0o022)
+    try:
+        build_model(SparseGRUConfig(hidden=8, encoder_width=8)).save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    modes = [(tmp_path / "model" / name).stat().st_mode & 0o777 for name in ("config.json", "model.safetensors")]
+    assert modes == [0o644, 0o644]

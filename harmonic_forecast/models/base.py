@@ -17,6 +17,7 @@ by its ``kind``). Closed-form parts are fitted from windows handed in (:meth:`Fo
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,9 @@ class Forecaster(nn.Module):
         tensors = self.state_dict() if state_dict is None else state_dict
         weights = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
         save_file(weights, str(directory / WEIGHTS_FILE))
+        # safetensors writes its file owner-only (0600); give it config.json's mode, which follows the umask,
+        # so whoever may read the config (a shared model directory) may load the weights
+        os.chmod(directory / WEIGHTS_FILE, (directory / CONFIG_FILE).stat().st_mode & 0o777)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Forecaster:
