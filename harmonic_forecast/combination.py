@@ -41,6 +41,7 @@ DISCOUNT = 0.95  # one of Stock & Watson's discount factors
 POWER = 1.0  # weights are the discounted MSEs to the power -POWER (Stock & Watson's: 1)
 HISTORY = 100  # windows in the discounted sum (0.95 ** 100 < 0.6%): bounds the history a forecast needs
 MAX_EXCURSION = 3.0  # AR is clipped to the lookback mean +- this many max deviations, as the default model is
+AR_CHUNK = 4096  # windows per call of the AR backtest (its memory grows with the windows, not the series)
 ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight, never a division by zero
 BREAK_RATIO = 30.0  # the best one-step error over the last horizon above this many times its mean before: a break
 
@@ -69,7 +70,9 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
 
     shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
     orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
-    ar = [bounded(backtest_autoregressive(scaled, horizon, orders))] if orders else []
+    # in chunks of windows: the backtest's design matrices hold about L x order numbers per window and fit
+    chunks = scaled.split(AR_CHUNK)
+    ar = [bounded(torch.cat([backtest_autoregressive(chunk, horizon, orders) for chunk in chunks]))] if orders else []
     return np.stack([naive, *ar, bounded(drift(scaled, horizon))])
 
 

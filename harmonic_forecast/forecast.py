@@ -33,6 +33,8 @@ def resolve_model_directory(path: str | Path | None) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
+    if not path.exists():
+        raise ConfigError(f"{path}: no such model directory")
     raise ConfigError(f"{path}: no model here (expected {CONFIG_FILE} and model.safetensors, or a run's model/)")
 
 

@@ -37,8 +37,9 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
     ``column`` is a 0-based index. The first row is a header when none of its cells is a number. A UTF-8
     byte order mark is skipped. Every row is a time step: an empty cell (a blank line included) or a
     cell that is not a number raises :class:`ConfigError` naming its index and line, since dropping it
-    would shift every later sample in time. ``nan`` and ``inf`` cells parse, for the caller's finiteness
-    check to report. Raises :class:`ConfigError` for an unreadable, empty or wrongly named file.
+    would shift every later sample in time (blank lines after the last sample are dropped: nothing follows
+    them). ``nan`` and ``inf`` cells parse, for the caller's finiteness check to report. Raises
+    :class:`ConfigError` for an unreadable, empty or wrongly named file.
     """
     path = Path(path)
     suffix = _suffix(path, "--input", "file")
@@ -51,7 +52,9 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
             rows = list(csv.reader(handle))
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise ConfigError(f"--input {path}: cannot read ({error})") from None
-    if not any(any(cell.strip() for cell in row) for row in rows):
+    while rows and not any(cell.strip() for cell in rows[-1]):  # blank lines after the last sample shift nothing
+        rows.pop()
+    if not rows:
         raise ConfigError(f"--input {path}: the file is empty")
     # a header names columns: a first row holding a number is data (a date beside a value does not make it one)
     header = None if any(_is_number(cell) for cell in rows[0]) else [cell.strip() for cell in rows[0]]
@@ -83,7 +86,12 @@ def _column_index(path: Path, first: list[str], header: list[str] | None, column
         raise ConfigError(f"--column: the file has {len(first)} columns ({', '.join(header)}); name one")
     if header is not None:
         if column not in header:
-            raise ConfigError(f"--column {column}: not among the columns ({', '.join(header)})")
+            separated = any(";" in name or "\t" in name for name in header)
+            hint = "; the file must be comma-separated" if separated else ""
+            raise ConfigError(f"--column {column}: not among the columns ({', '.join(header)}){hint}")
+        if header.count(column) > 1:
+            places = [str(place) for place, name in enumerate(header) if name == column]
+            raise ConfigError(f"--column {column}: names {len(places)} columns ({', '.join(places)}); rename one")
         return header.index(column)
     if not column.isdigit() or int(column) >= len(first):
         raise ConfigError(f"--column {column}: the file has no header, so a 0-based index below {len(first)}")

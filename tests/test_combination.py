@@ -151,3 +151,13 @@ def test_a_break_in_the_last_horizon_hands_the_window_to_the_model_and_a_walk_ne
     assert not regime_breaks(torch.tensor(steps.T**2), HORIZON).any()
     naive_errors = torch.tensor((windows[1:, -1] - windows[:-1, -1])[None] ** 2)  # of the stepped series
     assert not regime_breaks(naive_errors, HORIZON)[:first].any()
+
+
+def test_the_ar_backtest_runs_in_chunks_of_windows_with_the_same_forecasts(monkeypatch) -> None:
+    """A long series' rolling forecast held every window's AR design matrices at once (3.9 GB at 1e5 samples)."""
+    from harmonic_forecast import combination
+
+    windows, _ = _random_walk(length=120)
+    whole = classical_forecasts(windows, HORIZON)
+    monkeypatch.setattr(combination, "AR_CHUNK", 7)  # 101 windows: 15 chunks, the last of 3
+    np.testing.assert_array_equal(classical_forecasts(windows, HORIZON), whole)

@@ -119,6 +119,9 @@ def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:
         ("1,2\n" * 200, [], "2 columns and no header; give a 0-based index"),
         ("1,2\n" * 200, ["--column", "2"], "--column 2: the file has no header, so a 0-based index below 2"),
         ("", [], "the file is empty"),
+        ("\n\n", [], "the file is empty"),
+        ("date;level\n" + "x;1\n" * 200, ["--column", "level"], "not among the columns (date;level); the file must"),
+        ("level,level\n" + "1,2\n" * 200, ["--column", "level"], "--column level: names 2 columns (0, 1); rename one"),
     ],
 )
 def test_predict_errors_are_one_line_exit_2(
@@ -156,7 +159,11 @@ def test_missing_model_directory(tmp_path: Path, capsys: pytest.CaptureFixture[s
     np.save(tmp_path / "data.npy", _series(200))
     status = main(["predict", "--checkpoint", str(tmp_path / "nope"), "--input", str(tmp_path / "data.npy"),
                    "--output", str(tmp_path / "out.csv")])  # fmt: skip
-    assert status == 2 and "no model here" in capsys.readouterr().err
+    assert status == 2 and "nope: no such model directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    status = main(["predict", "--checkpoint", str(tmp_path / "empty"), "--input", str(tmp_path / "data.npy"),
+                   "--output", str(tmp_path / "out.csv")])  # fmt: skip
+    assert status == 2 and "empty: no model here" in capsys.readouterr().err
 
 
 def test_finetune_round_trip(tmp_path: Path, model_dir: Path) -> None:
@@ -324,6 +331,14 @@ def test_finetunes_shortest_series_is_the_one_it_names(fraction: float) -> None:
     assert len(train.target) >= 1 and len(validation.target) >= 1
     with pytest.raises(ConfigError, match=f"{need - 1} samples leave no training or validation window"):
         split_windows(np.arange(float(need - 1)), 100, 10, fraction)
+
+
+def test_blank_lines_after_the_last_sample_are_not_samples(tmp_path: Path, model_dir: Path) -> None:
+    series = _series(150)
+    (tmp_path / "data.csv").write_text("level\r\n" + "".join(f"{v}\r\n" for v in series) + "\r\n \r\n")
+    status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                   "--output", str(tmp_path / "r.npy"), "--rolling"])  # fmt: skip
+    assert status == 0 and np.load(tmp_path / "r.npy")[-1, 0] == 150
 
 
 def test_a_csv_forecast_keeps_every_digit_of_a_large_level(tmp_path: Path, model_dir: Path) -> None:
