@@ -190,11 +190,11 @@ def _finetune(args: argparse.Namespace) -> int:
     table = Table(title=f"Validation MSE on {report['validation_windows']} windows (series units)")
     table.add_column("forecaster")
     table.add_column("MSE", justify="right")
-    table.add_row("model before", f"{report['validation_mse_before']:.4g}")
-    after = (
-        f"model after (epoch {report['best_epoch']})"
+    table.add_row("model alone, before", f"{report['validation_mse_before']:.4g}")
+    after = (  # the epoch was chosen on these windows: its figure is optimistic
+        f"model alone, after (epoch {report['best_epoch']}, chosen on these windows)"
         if report["best_epoch"]
-        else f"model after (no epoch of {report['epochs_run']} improved: weights kept)"
+        else f"model alone, after (no epoch of {report['epochs_run']} improved: weights kept)"
     )
     table.add_row(after, f"{report['validation_mse_after']:.4g}")
     for name, value in report["baselines"].items():

@@ -5,7 +5,9 @@ after it, so validation never sees a value the model was trained to predict. Win
 normalised like :meth:`HarmonicForecaster.forecast` (centre and scale from the lookback alone).
 Training uses a small learning rate and stops early when the validation MSE has not improved for
 ``patience`` epochs; the best weights are saved. Validation MSE is reported in the series' units,
-before and after, next to the classical baselines on the same windows.
+before and after, next to the classical baselines on the same windows. It is the model's alone (``predict``
+without the combination ``forecast`` applies), and the epoch after is chosen on these windows, so its figure
+is optimistic: early stopping has no separate test split on one short series.
 """
 
 from __future__ import annotations
