@@ -109,7 +109,8 @@ def baseline_mse(train: Windows, validation: Windows) -> dict[str, float]:
 
 def finetune(forecaster: HarmonicForecaster, series: np.ndarray, output_dir: Path, settings: FinetuneSettings) -> dict:
     """Fine-tune ``forecaster.model`` in place on ``series``; save the best model and a report."""
-    values = check_series(series, forecaster.lookback + forecaster.horizon, name="--input")
+    shortest = _shortest(forecaster.lookback, forecaster.horizon, settings.validation_fraction)
+    values = check_series(series, shortest, name="--input")  # the split's own minimum: one number for the user
     train, validation = split_windows(values, forecaster.lookback, forecaster.horizon, settings.validation_fraction)
     model = forecaster.model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)

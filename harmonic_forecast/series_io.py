@@ -47,6 +47,9 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
         if suffix == ".npy":
             if column is not None:
                 raise ConfigError("--column: only for CSV files")
+            with path.open("rb") as handle:
+                if handle.read(6) != b"\x93NUMPY":  # else numpy calls any other file pickled data
+                    raise ConfigError(f"--input {path}: not a .npy file (no NumPy header)")
             return np.load(path, allow_pickle=False)
         with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (Excel's "CSV UTF-8") is not data
             rows = list(csv.reader(handle))

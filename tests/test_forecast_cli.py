@@ -141,6 +141,7 @@ def test_predict_errors_are_one_line_exit_2(
         ("absent.csv", None, "cannot read"),
         ("data.txt", b"1\n2\n", "expected a .csv or .npy file"),
         ("broken.npy", b"\x93NUMPY garbage", "cannot read"),
+        ("text.npy", b"1\n2\n3\n", "not a .npy file (no NumPy header)"),
         ("binary.csv", bytes(range(256)) * 4, "cannot read"),
     ],
 )
@@ -289,11 +290,16 @@ def test_a_column_of_a_file_without_a_header_is_chosen_by_index(tmp_path: Path, 
 
 
 def test_finetune_needs_enough_data(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    np.save(tmp_path / "short.npy", _series(125))
-    status = main(["finetune", "--checkpoint", str(model_dir), "--input", str(tmp_path / "short.npy"),
-                   "--output-dir", str(tmp_path / "tuned")])  # fmt: skip
-    assert status == 2 and "no training or validation window" in capsys.readouterr().err
-    assert not (tmp_path / "tuned").exists()
+    needed = set()
+    for length in (100, 125):  # both too short: one number for both (it said 110, then 137)
+        np.save(tmp_path / "short.npy", _series(length))
+        status = main(["finetune", "--checkpoint", str(model_dir), "--input", str(tmp_path / "short.npy"),
+                       "--output-dir", str(tmp_path / "tuned")])  # fmt: skip
+        error = capsys.readouterr().err
+        assert status == 2 and f"{length} samples" in error and "at least" in error
+        needed.add(error.split("at least")[1].split()[0])
+        assert not (tmp_path / "tuned").exists()
+    assert len(needed) == 1
 
 
 def test_sample_writes_the_signals_a_config_trains_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
