@@ -75,12 +75,14 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
                     f"--input {path}: empty cell at {where}; a series needs a value at every step"
                 ) from None
             hint = "; the file must be comma-separated" if ";" in cell or "\t" in cell else ""
+            if not hint and "," in cell and _is_number(cell.replace(",", "")):
+                hint = "; remove the thousands separators"
             raise ConfigError(f"--input {path}: {cell!r} at {where} is not a number{hint}") from None
     return values
 
 
 def _column_index(path: Path, first: list[str], header: list[str] | None, column: str | None) -> int:
-    """The index of the series' column: by name under a header, by 0-based index without one."""
+    """The index of the series' column: by name (under a header) or by 0-based index (a name comes first)."""
     if column is None:
         if len(first) == 1:
             return 0
@@ -88,6 +90,8 @@ def _column_index(path: Path, first: list[str], header: list[str] | None, column
             raise ConfigError(f"--column: the file has {len(first)} columns and no header; give a 0-based index")
         raise ConfigError(f"--column: the file has {len(first)} columns ({', '.join(header)}); name one")
     if header is not None:
+        if column not in header and column.isdigit() and int(column) < len(header):
+            return int(column)  # no column has that name: the index
         if column not in header:
             separated = any(";" in name or "\t" in name for name in header)
             hint = "; the file must be comma-separated" if separated else ""

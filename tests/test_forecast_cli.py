@@ -122,6 +122,8 @@ def test_predict_command_round_trip(tmp_path: Path, model_dir: Path) -> None:
         ("\n\n", [], "the file is empty"),
         ("date;level\n" + "x;1\n" * 200, ["--column", "level"], "not among the columns (date;level); the file must"),
         ("level,level\n" + "1,2\n" * 200, ["--column", "level"], "--column level: names 2 columns (0, 1); rename one"),
+        ("a,b\n" + "1,2\n" * 200, ["--column", "2"], "--column 2: not among the columns (a, b)"),
+        ("level\n" + '"1,250.5"\n' * 200, [], "'1,250.5' at index 0 (line 2) is not a number; remove the thousands"),
     ],
 )
 def test_predict_errors_are_one_line_exit_2(
@@ -337,6 +339,16 @@ def test_finetunes_shortest_series_is_the_one_it_names(fraction: float) -> None:
     assert len(train.target) >= 1 and len(validation.target) >= 1
     with pytest.raises(ConfigError, match=f"{need - 1} samples leave no training or validation window"):
         split_windows(np.arange(float(need - 1)), 100, 10, fraction)
+
+
+def test_a_column_of_a_file_with_a_header_may_be_chosen_by_index(tmp_path: Path, model_dir: Path) -> None:
+    series = _series(150)
+    (tmp_path / "data.csv").write_text("date,level\n" + "".join(f"d{i},{v}\n" for i, v in enumerate(series)))
+    for column in ("1", "level"):
+        status = main(["predict", "--checkpoint", str(model_dir), "--input", str(tmp_path / "data.csv"),
+                       "--column", column, "--output", str(tmp_path / f"next{column}.npy")])  # fmt: skip
+        assert status == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "next1.npy"), np.load(tmp_path / "nextlevel.npy"))
 
 
 def test_blank_lines_after_the_last_sample_are_not_samples(tmp_path: Path, model_dir: Path) -> None:
