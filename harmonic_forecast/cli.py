@@ -138,6 +138,7 @@ def _predict(args: argparse.Namespace) -> int:
     """Forecast the next horizon after a series (or after every window with ``--rolling``)."""
     from harmonic_forecast.forecast import check_series, load_forecaster
     from harmonic_forecast.series_io import check_output, read_series, write_table
+    from harmonic_forecast.telemetry import make_console
 
     output = Path(args.output)
     if output.resolve() == Path(args.input).resolve():
@@ -146,7 +147,9 @@ def _predict(args: argparse.Namespace) -> int:
         check_output(output)
         forecaster = load_forecaster(args.checkpoint)
         series = check_series(read_series(args.input, args.column), forecaster.lookback, name=f"--input {args.input}")
-    forecast = forecaster.forecast(series, rolling=args.rolling, combine=not args.per_window)
+    windows = len(series) - forecaster.lookback + 1 if args.rolling else 1
+    with make_console().status(f"forecasting {windows:,} window(s)"):  # a spinner on a terminal, silent in a log
+        forecast = forecaster.forecast(series, rolling=args.rolling, combine=not args.per_window)
     steps = [f"t+{h + 1}" for h in range(forecaster.horizon)]
     if args.rolling:
         ends = np.arange(forecaster.lookback, len(series) + 1)[:, None]  # forecasts samples end, end+1, ...
