@@ -25,8 +25,8 @@ trade places.
 Records earned before a regime break say nothing of the regime after it. A window whose last ``horizon``
 samples broke regime (:func:`regime_breaks`: the best forecaster's one-step errors there exceed
 :data:`BREAK_RATIO` times its mean before) takes the model's forecast alone, as the default model's own
-intervention rule, which forecasts such a window, would want; so does any forecast that leaves the safety
-range (:func:`classical_forecasts`).
+intervention rule, which forecasts such a window, would want. A classical forecast that leaves the safety
+range is an unstable recursion and is replaced by the last value (:func:`classical_forecasts`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from harmonic_forecast.scaling import clip_to_lookback, scale_windows, unscale
 DISCOUNT = 0.95  # one of Stock & Watson's discount factors
 POWER = 1.0  # weights are the discounted MSEs to the power -POWER (Stock & Watson's: 1)
 HISTORY = 100  # windows in the discounted sum (0.95 ** 100 < 0.6%): bounds the history a forecast needs
-MAX_EXCURSION = 3.0  # AR is clipped to the lookback mean +- this many max deviations, as the default model is
+MAX_EXCURSION = 3.0  # AR or drift beyond the lookback mean +- this many max deviations is replaced by naive
 AR_CHUNK = 4096  # windows per call of the AR backtest (its memory grows with the windows, not the series)
 ERROR_FLOOR = 1e-300  # a perfect record (m = 0) gets the largest finite weight, never a division by zero
 BREAK_RATIO = 30.0  # the best one-step error over the last horizon above this many times its mean before: a break
@@ -70,7 +70,7 @@ def classical_forecasts(windows: np.ndarray, horizon: int) -> np.ndarray:
 
     shortest = windows.shape[1] - BACKTEST_FOLDS * horizon  # the backtest's shortest fit
     orders = [order for order in BACKTEST_AR_ORDERS if shortest - order >= order + 1]
-    # in chunks of windows: the backtest's design matrices hold about L x order numbers per window and fit
+    # in chunks of windows: the backtest's design matrices hold about L x order numbers per window
     chunks = scaled.split(AR_CHUNK)
     ar = [bounded(torch.cat([backtest_autoregressive(chunk, horizon, orders) for chunk in chunks]))] if orders else []
     return np.stack([naive, *ar, bounded(drift(scaled, horizon))])
@@ -125,7 +125,7 @@ def regime_breaks(one_step: torch.Tensor, horizon: int) -> np.ndarray:
     cumulative = torch.nn.functional.pad(one_step.cumsum(dim=1), (1, 0))  # [F, N]: sum of the first j errors
     index = torch.arange(count)
     recent_start, history_start = (index - horizon).clamp_min(0), (index - horizon - HISTORY).clamp_min(0)
-    recent = (cumulative[:, index] - cumulative[:, recent_start]) / (index - recent_start).clamp_min(1)
+    recent = (cumulative - cumulative[:, recent_start]) / (index - recent_start).clamp_min(1)
     history = (cumulative[:, recent_start] - cumulative[:, history_start]) / (recent_start - history_start).clamp_min(1)
     known = recent_start - history_start >= horizon  # a history of at least one horizon
     return (known & (recent.min(dim=0).values > BREAK_RATIO * history.min(dim=0).values)).numpy()
